@@ -92,8 +92,8 @@ def test_batches_with_feed_dead_time():
     layout = LineLayout(segment_length_m=1.0, positions={"coater": 0.0}, feed_dead_time_s=20.0)
     tr = SegmentTracker(layout)
     tr.observe("web_speed", 0.0, 6.0)          # a segment per 10 s
-    tr.observe("slurry_batch", -100.0, "B1")
-    tr.observe("slurry_batch", 50.0, "B2")     # B2 reaches the die at 70 s
+    tr.observe("batch_id", -100.0, "B1")
+    tr.observe("batch_id", 50.0, "B2")     # B2 reaches the die at 70 s
     # mixer values belong to the batch current when measured
     assert tr.attribute("mixer", "x_solids", 49.9).batch == "B1"
     assert tr.attribute("mixer", "x_solids", 50.0).batch == "B2"
@@ -121,7 +121,7 @@ def test_tracker_state_round_trip():
     tr = SegmentTracker(LineLayout(feed_dead_time_s=5.0))
     tr.observe("web_speed", 0.0, 6.0)
     tr.observe("web_speed", 10.0, 3.0)
-    tr.observe("slurry_batch", 0.0, "B9")
+    tr.observe("batch_id", 0.0, "B9")
     again = SegmentTracker.from_state(tr.layout, tr.state())
     for t in (3.0, 12.0, 40.0):
         assert again.attribute("coater", "flow_rate", t) == tr.attribute("coater", "flow_rate", t)

@@ -34,7 +34,7 @@ __all__ = ["LineLayout", "WebTracker", "BatchTracker", "SegmentTracker", "Attrib
            "stage_of"]
 
 #: Name of the reading that signals a slurry batch change (value: the batch id).
-BATCH_SIGNAL = "slurry_batch"
+BATCH_SIGNAL = "batch_id"
 
 _MIN_PER_S = 1.0 / 60.0
 
