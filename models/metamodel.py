@@ -411,6 +411,9 @@ def fit_family(kind: str, X: np.ndarray, y: np.ndarray, design_space: DesignSpac
 def fit_candidates(X, y, inputs: Sequence[str], candidates: Sequence[str] = FAMILIES,
                    test_fraction: float = 0.3, seed: int = 0) -> list[CandidateScore]:
     """Fit every candidate on the training rows and score it on training and test rows."""
+    unknown = [c for c in candidates if c not in _FITTERS]
+    if unknown:
+        raise ValueError(f"unknown meta-model family {unknown[0]!r}; known: {', '.join(FAMILIES)}")
     X = np.atleast_2d(np.asarray(X, float))
     y = np.asarray(y, float)
     ds = DesignSpace.of(inputs, X)

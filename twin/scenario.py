@@ -208,6 +208,8 @@ def _fail(path: Path | None, msg: str) -> ScenarioError:
 def _format_validation(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
+        if "float" in e["loc"] and isinstance(e.get("input"), dict):
+            continue  # a table given where a number or a table is allowed: report the table's problem
         loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("float", "_Entry", "function")))
         msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
@@ -224,10 +226,11 @@ def _format_validation(err: ValidationError) -> str:
 
 
 def _merge(base: dict, over: dict) -> dict:
+    """Sections of ``over`` add to or replace entries of ``base``; an entry is replaced whole, never mixed."""
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "correlation":
-            out[k] = _merge(out[k], v)
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("correlation", "options"):
+            out[k] = {**out[k], **v}
         else:
             out[k] = v
     return out

@@ -27,7 +27,8 @@ __all__ = ["main", "commands", "emit_json", "UserInputError"]
 
 def commands() -> list:
     """The command modules of this package, in ``ORDER``."""
-    mods = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)]
+    mods = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)
+            if not m.name.startswith("_")]
     mods = [m for m in mods if hasattr(m, "add_parser") and hasattr(m, "main")]
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
 
