@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 __all__ = [
     "Marginal",
@@ -172,6 +172,8 @@ class TruncatedNormal(Marginal):
     high: float
 
     def _dist(self):
+        from scipy import stats  # imported here: scipy.stats costs 0.5 s at start-up
+
         return stats.truncnorm((self.low - self.nominal) / self.sd, (self.high - self.nominal) / self.sd,
                                loc=self.nominal, scale=self.sd)
 
