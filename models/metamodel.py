@@ -54,6 +54,8 @@ __all__ = [
     "select",
     "fit_metamodel",
     "aicc",
+    "legendre_design_matrix",
+    "fit_legendre_pce",
 ]
 
 FAMILIES = ("linear", "quadratic", "exponential", "kriging", "pce")
@@ -140,6 +142,60 @@ def _legendre_orthonormal(z: np.ndarray, degree: int) -> np.ndarray:
     return out * norm
 
 
+def legendre_design_matrix(z: np.ndarray, indices) -> np.ndarray:
+    """Values of the orthonormal Legendre product polynomials ``indices`` (multi-indices, shape (terms, d)) at
+    scaled inputs z in [-1, 1] (shape (n, d)); returns shape (n, terms). A PCE is this matrix times its
+    coefficients."""
+    z = np.atleast_2d(np.asarray(z, float))
+    idx = np.asarray(indices, int).reshape(-1, z.shape[1])
+    psi = _legendre_orthonormal(z.T, int(idx.max()) if idx.size else 0)  # (deg+1, d, n)
+    out = np.ones((idx.shape[0], z.shape[0]))
+    for j in range(z.shape[1]):
+        used = idx[:, j] > 0
+        if used.any():
+            out[used] *= psi[idx[used, j], j]
+    return out.T
+
+
+def fit_legendre_pce(z: np.ndarray, y: np.ndarray, degree: int, q_norm: float = 0.75):
+    """Sparse polynomial chaos on a Legendre basis (inputs uniform on [-1, 1]) fitted with OpenTURNS.
+
+    ``FunctionalChaosAlgorithm`` with the candidate basis of total degree ``degree`` under a hyperbolic
+    truncation of quasi-norm ``q_norm`` (1: full total-degree basis), terms selected by LARS and corrected
+    leave-one-out error.
+
+    Parameters
+    ----------
+    z : array_like, shape (n, d) -- inputs scaled to [-1, 1]
+    y : array_like, shape (n,) -- output
+    degree : int -- maximal total degree of the candidate basis
+    q_norm : float -- hyperbolic quasi-norm in (0, 1]
+
+    Returns
+    -------
+    (indices, coef): multi-indices of the selected terms (list of d-lists) and their coefficients (ndarray),
+    for :func:`legendre_design_matrix`.
+    """
+    import openturns as ot
+
+    z = np.atleast_2d(np.asarray(z, float))
+    d = z.shape[1]
+    dist = ot.JointDistribution([ot.Uniform(-1.0, 1.0)] * d)
+    enum = ot.HyperbolicAnisotropicEnumerateFunction(d, q_norm if d > 1 else 1.0)
+    basis = ot.OrthogonalProductPolynomialFactory([ot.LegendreFactory()] * d, enum)
+    size = enum.getBasisSizeFromTotalDegree(int(degree))
+    selection = ot.LeastSquaresMetaModelSelectionFactory(ot.LARS(), ot.CorrectedLeaveOneOut())
+    strategy = ot.LeastSquaresStrategy(selection)
+    adaptive = ot.FixedStrategy(basis, size)
+    algo = ot.FunctionalChaosAlgorithm(ot.Sample(z), ot.Sample(np.asarray(y, float)[:, None]), dist, adaptive,
+                                       strategy)
+    algo.run()
+    res = algo.getResult()
+    coef = np.asarray(res.getCoefficients()).ravel()
+    indices = [list(enum(int(i))) for i in res.getIndices()]
+    return indices, coef
+
+
 def _evaluate(kind: str, params: Mapping, z: np.ndarray) -> np.ndarray:
     if kind == "linear":
         coef = np.asarray(params["coef"])
@@ -155,17 +211,7 @@ def _evaluate(kind: str, params: Mapping, z: np.ndarray) -> np.ndarray:
         k = params["signal_variance"] * np.exp(-0.5 * d2)
         return params["y_mean"] + params["y_std"] * (k @ np.asarray(params["alpha"]))
     if kind == "pce":
-        idx = np.asarray(params["indices"], int)  # (terms, d)
-        coef = np.asarray(params["coef"])
-        psi = _legendre_orthonormal(z.T, int(idx.max()) if idx.size else 0)  # (deg+1, d, n)
-        y = np.zeros(z.shape[0])
-        for c, alpha in zip(coef, idx):
-            term = np.full(z.shape[0], c)
-            for j, a in enumerate(alpha):
-                if a:
-                    term = term * psi[a, j]
-            y += term
-        return y
+        return legendre_design_matrix(z, params["indices"]) @ np.asarray(params["coef"], float)
     raise ValueError(f"unknown meta-model family {kind!r}; known: {', '.join(FAMILIES)}")
 
 
@@ -247,25 +293,11 @@ def _fit_kriging(z, y, rng):
 
 
 def _fit_pce(z, y, rng, max_degree: int = 6):
-    import openturns as ot
-
-    d = z.shape[1]
     n = len(z)
-    dist = ot.JointDistribution([ot.Uniform(-1.0, 1.0)] * d)
-    enum = ot.HyperbolicAnisotropicEnumerateFunction(d, 0.75 if d > 1 else 1.0)
     # keep the basis small against the number of distinct training points
     distinct = len({tuple(r) for r in np.round(z, 12)})
     degree = max(1, min(max_degree, distinct - 1))
-    basis = ot.OrthogonalProductPolynomialFactory([ot.LegendreFactory()] * d, enum)
-    size = enum.getBasisSizeFromTotalDegree(degree)
-    selection = ot.LeastSquaresMetaModelSelectionFactory(ot.LARS(), ot.CorrectedLeaveOneOut())
-    strategy = ot.LeastSquaresStrategy(selection)
-    adaptive = ot.FixedStrategy(basis, size)
-    algo = ot.FunctionalChaosAlgorithm(ot.Sample(z), ot.Sample(y[:, None]), dist, adaptive, strategy)
-    algo.run()
-    res = algo.getResult()
-    coef = np.asarray(res.getCoefficients()).ravel()
-    indices = [list(enum(int(i))) for i in res.getIndices()]
+    indices, coef = fit_legendre_pce(z, y, degree, 0.75)
     k = len(coef)
     if k >= n - 1:
         raise RuntimeError(f"PCE needs {k} terms for {n} training rows")
