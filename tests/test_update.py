@@ -186,3 +186,23 @@ def test_update_loop_stores_predictions_and_alerts_once(tmp_path, paper_scenario
     assert sorted(kinds) == ["model_mismatch", "out_of_tolerance"]      # raised once, not on every update
     assert loop.latency.count == 2
     store.close()
+
+
+def test_cell_samples_outside_the_surrogate_design_space_are_left_out(paper_scenario):
+    class HalfDesignCell:
+        """Test double: NaN (outside the design space) for m_dry above its median, like policy="nan"."""
+        inputs = ("m_dry",)
+        outputs = ("capacity", "energy_density")
+
+        def __call__(self, s):
+            m = s["m_dry"]
+            cut = np.median(m)
+            cap = np.where(m <= cut, 0.1686 * m, np.nan)
+            return {"capacity": cap, "energy_density": np.where(m <= cut, 1892.0, np.nan)}
+
+    p = Predictor(paper_scenario, UpdateConfig(samples=4000, spec={"capacity": (None, 2.0)}), cell=HalfDesignCell())
+    pred, _ = p.predict(snap({}))
+    assert pred.summary["cell_outside_design"] == pytest.approx(0.5, abs=0.01)
+    cap = q(pred, "capacity")
+    assert math.isfinite(cap["mean"]) and cap["p95"] <= 0.1686 * q(pred, "m_dry")["p50"] + 1e-3
+    assert 0.0 <= cap["p_out"] <= 1.0

@@ -26,6 +26,8 @@ arrived since the last update, a dirty segment is recomputed once):
    model does not know, e.g. a clogged die): the weights would rest on a handful of samples, so the
    prediction falls back to *overriding* the chain with the gauge values (they become given inputs at
    Normal(ȳ, σ), downstream recomputed) and a ``model_mismatch`` alert names the gauge and its z-score.
+   ``method`` in the stored prediction says what shaped it: ``prior`` (nothing measured yet), ``inputs``
+   (measured inputs only), ``importance`` (gauges conditioned it) or ``override``.
 4. **Summary.** Weighted mean, standard deviation, 5/50/95 % quantiles and a histogram of every structural
    parameter and of capacity/energy_density; the probability of being out of tolerance per quantity with a
    spec (config ``[spec]``) and overall (any spec violated). Stored per segment with its stage; an
@@ -118,7 +120,7 @@ def load_cell_model(policy: str = "auto"):
         log.info("no cell surrogate (twin.cell not available): predicting structure only")
         return None
     try:
-        return load_cell_surrogate()
+        return load_cell_surrogate(policy="nan")
     except Exception as exc:
         if policy == "required":
             raise
@@ -390,6 +392,10 @@ class Predictor:
         else:
             self.cell_outputs = ()
 
+    def _oot_alert(self, snap, name, p, lo, hi, summary, now) -> Alert:
+        return Alert(snap.line, snap.segment, now, "out_of_tolerance", name, p,
+                     _oot_alert_message(snap, name, p, lo, hi, summary[name], self.config.alert_p_out))
+
     @property
     def model(self) -> str:
         return "chain+cell" if self.cell is not None else "chain"
@@ -426,7 +432,7 @@ class Predictor:
         now = time.time()
         w = None
         ess = float(n)
-        method = "prior"
+        method = "inputs" if any(self.is_input(k) for k in snap.measured) else "prior"
         if gauges:
             logw = np.zeros(n)
             sig = {}
@@ -457,24 +463,43 @@ class Predictor:
                 values = self.chain.evaluate(given)
                 w, ess, method = None, float(n), "override"
         outputs = [q for q in self.structural if q in values]
+        summary = weighted_summary(values, outputs, w, cfg.histogram_bins)
+        ww = w if w is not None else np.full(n, 1.0 / n)
+        w_cell = ww
+        outside = None
         if self.cell is not None:
             try:
                 cell_in = {k: np.broadcast_to(np.asarray(values[k], float), (n,)) for k in self.cell_inputs}
                 cell_out = self.cell(cell_in)
+                ok = np.ones(n, bool)
                 for k in self.cell_outputs:
-                    values[k] = np.asarray(cell_out[k], float)
-                outputs += [k for k in self.cell_outputs]
+                    values[k] = np.broadcast_to(np.asarray(cell_out[k], float), (n,))
+                    ok &= np.isfinite(values[k])
+                # samples outside the surrogate's design space give NaN: the cell prediction rests on the rest
+                outside = float(ww @ ~ok)
+                if outside < 1.0:
+                    w_cell = np.where(ok, ww, 0.0) / (1.0 - outside)
+                    clean = {k: np.where(ok, values[k], 0.0) for k in self.cell_outputs}
+                    summary.update(weighted_summary(clean, self.cell_outputs, w_cell, cfg.histogram_bins))
+                    for k in self.cell_outputs:
+                        values[k] = clean[k]
             except Exception as exc:  # the structural prediction is still worth storing
                 log.warning("cell surrogate failed on segment %s: %s", snap.segment, exc)
-        summary = weighted_summary(values, outputs, w, cfg.histogram_bins)
         p_any = None
         if cfg.spec:
             bad = np.zeros(n, bool)
-            ww = w if w is not None else np.full(n, 1.0 / n)
             for name, (lo, hi) in cfg.spec.items():
                 if name not in summary:
                     continue
                 x = np.broadcast_to(np.asarray(values[name], float), (n,))
+                if name in self.cell_outputs:
+                    p = float(w_cell @ ((x < (-np.inf if lo is None else lo)) | (x > (np.inf if hi is None else hi))))
+                    summary[name]["p_out"] = p
+                    summary[name]["spec"] = [lo, hi]
+                    bad |= (w_cell > 0) & ((x < (-np.inf if lo is None else lo)) | (x > (np.inf if hi is None else hi)))
+                    if p > cfg.alert_p_out:
+                        alerts.append(self._oot_alert(snap, name, p, lo, hi, summary, now))
+                    continue
                 b = np.zeros(n, bool)
                 if lo is not None:
                     b |= x < lo
@@ -485,18 +510,22 @@ class Predictor:
                 summary[name]["spec"] = [lo, hi]
                 bad |= b
                 if p > cfg.alert_p_out:
-                    alerts.append(Alert(snap.line, snap.segment, now, "out_of_tolerance", name, p,
-                                        f"segment {snap.segment}: P({name} outside [{_fmt(lo)}, {_fmt(hi)}] "
-                                        f"{QUANTITIES[name].unit}) = {p:.3f} > {cfg.alert_p_out:g} "
-                                        f"(predicted {summary[name]['mean']:.4g} ± {summary[name]['std']:.2g})"))
+                    alerts.append(self._oot_alert(snap, name, p, lo, hi, summary, now))
             p_any = float(ww @ bad)
         measured = {k: {"mean": v[0], "std": v[1], "n": v[2], "unit": QUANTITIES[k].unit}
                     for k, v in snap.measured.items() if k in QUANTITIES}
         doc = {"quantities": summary, "measured": measured, "batch": snap.batch}
+        if outside is not None:
+            doc["cell_outside_design"] = outside
         pred = Prediction(snap.line, snap.segment, snap.stage, now, n, snap.n_measurements, ess, method,
                           self.model, p_any, doc,
                           trigger_received_ts=min(snap.pending_received) if snap.pending_received else None)
         return pred, alerts
+
+
+def _oot_alert_message(snap, name, p, lo, hi, s, alert_p):
+    return (f"segment {snap.segment}: P({name} outside [{_fmt(lo)}, {_fmt(hi)}] {QUANTITIES[name].unit}) = "
+            f"{p:.3f} > {alert_p:g} (predicted {s['mean']:.4g} ± {s['std']:.2g})")
 
 
 def _fmt(x) -> str:
