@@ -1,0 +1,151 @@
+"""A Mosquitto broker process of one's own, configured from ``deploy/mosquitto.conf`` (tests, bench, trials).
+
+The tests and the bench must not touch the machine's shared broker (127.0.0.1:1883) for anything that
+restarts or reconfigures a broker, so they start their own: same configuration file as a deployment, with the
+listener moved to a free loopback port, persistence and log in a private directory. ``restart()`` stops the
+broker with SIGTERM (a clean shutdown that writes the persistence file, like ``systemctl restart``) and
+starts it again on the same port with the same database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+__all__ = ["MosquittoProcess", "deploy_config_path", "mosquitto_binary"]
+
+
+def deploy_config_path() -> Path:
+    """``deploy/mosquitto.conf`` of the source tree this package runs from."""
+    p = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto.conf"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} not found: MosquittoProcess needs the source tree's deploy/mosquitto.conf")
+    return p
+
+
+def mosquitto_binary() -> str:
+    """Path of the ``mosquitto`` executable; ``FileNotFoundError`` naming where it was looked for."""
+    for cand in (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    raise FileNotFoundError("mosquitto not found on PATH nor in /usr/sbin (Debian: apt-get install mosquitto)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MosquittoProcess:
+    """Run ``mosquitto -c <deploy config, adapted>`` on 127.0.0.1:``port`` with state in ``workdir``.
+
+    ``overrides`` replace or add settings (``{"max_queued_messages": "1000"}`` to reproduce the default).
+    """
+
+    def __init__(self, workdir: str | os.PathLike, port: int | None = None, overrides: dict[str, str] | None = None,
+                 config: str | os.PathLike | None = None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or _free_port()
+        self.config_source = Path(config) if config else deploy_config_path()
+        self.overrides = dict(overrides or {})
+        self.proc: subprocess.Popen | None = None
+        self.conf_path = self.workdir / "mosquitto.conf"
+        self.log_path = self.workdir / "mosquitto.log"
+
+    def _config(self) -> str:
+        out = []
+        replace = {"persistence_location": f"{self.workdir}/", "log_dest": f"file {self.log_path}",
+                   **self.overrides}
+        done = set()
+        for line in self.config_source.read_text().splitlines():
+            key = line.split("#", 1)[0].split()
+            if not key:
+                out.append(line)
+                continue
+            k = key[0]
+            if k == "listener":
+                if "listener" not in done:
+                    out.append(f"listener {self.port} 127.0.0.1")
+                    done.add("listener")
+                continue
+            if k in ("certfile", "keyfile", "cafile", "password_file", "acl_file", "require_certificate",
+                     "tls_version"):
+                continue
+            if k in replace:
+                if k not in done:
+                    out.append(f"{k} {replace[k]}")
+                    done.add(k)
+                continue
+            out.append(line)
+        for k, v in replace.items():
+            if k not in done:
+                out.append(f"{k} {v}")
+        if "listener" not in done:
+            out.append(f"listener {self.port} 127.0.0.1")
+        return "\n".join(out) + "\n"
+
+    def start(self, timeout: float = 10.0) -> "MosquittoProcess":
+        self.conf_path.write_text(self._config())
+        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                log = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err.strip()} {log.strip()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"mosquitto did not listen on 127.0.0.1:{self.port} within {timeout} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (clean shutdown, persistence written), SIGKILL if it does not exit in ``timeout``."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash; what arrived since the last autosave is lost by the broker."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc is not None and self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_lines(self, pattern: str = "") -> list[str]:
+        if not self.log_path.exists():
+            return []
+        rx = re.compile(pattern) if pattern else None
+        return [ln for ln in self.log_path.read_text(errors="replace").splitlines() if rx is None or rx.search(ln)]
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
