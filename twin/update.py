@@ -493,7 +493,7 @@ class Predictor:
                     continue
                 x = np.broadcast_to(np.asarray(values[name], float), (n,))
                 if name in self.cell_outputs:
-                    p = float(w_cell @ ((x < (-np.inf if lo is None else lo)) | (x > (np.inf if hi is None else hi))))
+                    p = _prob(w_cell @ ((x < (-np.inf if lo is None else lo)) | (x > (np.inf if hi is None else hi))))
                     summary[name]["p_out"] = p
                     summary[name]["spec"] = [lo, hi]
                     bad |= (w_cell > 0) & ((x < (-np.inf if lo is None else lo)) | (x > (np.inf if hi is None else hi)))
@@ -505,13 +505,13 @@ class Predictor:
                     b |= x < lo
                 if hi is not None:
                     b |= x > hi
-                p = float(ww @ b)
+                p = _prob(ww @ b)
                 summary[name]["p_out"] = p
                 summary[name]["spec"] = [lo, hi]
                 bad |= b
                 if p > cfg.alert_p_out:
                     alerts.append(self._oot_alert(snap, name, p, lo, hi, summary, now))
-            p_any = float(ww @ bad)
+            p_any = _prob(ww @ bad)
         measured = {k: {"mean": v[0], "std": v[1], "n": v[2], "unit": QUANTITIES[k].unit}
                     for k, v in snap.measured.items() if k in QUANTITIES}
         doc = {"quantities": summary, "measured": measured, "batch": snap.batch}
@@ -526,6 +526,10 @@ class Predictor:
 def _oot_alert_message(snap, name, p, lo, hi, s, alert_p):
     return (f"segment {snap.segment}: P({name} outside [{_fmt(lo)}, {_fmt(hi)}] {QUANTITIES[name].unit}) = "
             f"{p:.3f} > {alert_p:g} (predicted {s['mean']:.4g} ± {s['std']:.2g})")
+
+
+def _prob(x) -> float:
+    return min(1.0, max(0.0, float(x)))
 
 
 def _fmt(x) -> str:
