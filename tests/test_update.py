@@ -206,3 +206,18 @@ def test_cell_samples_outside_the_surrogate_design_space_are_left_out(paper_scen
     cap = q(pred, "capacity")
     assert math.isfinite(cap["mean"]) and cap["p95"] <= 0.1686 * q(pred, "m_dry")["p50"] + 1e-3
     assert 0.0 <= cap["p_out"] <= 1.0
+
+
+def test_mixer_values_before_their_batch_signal_still_reach_the_batch():
+    """Transports race: values of a batch may arrive before the batch signal; the batch is resolved lazily."""
+    tr = SegmentTracker(LineLayout(feed_dead_time_s=10.0))
+    tr.observe("web_speed", 0.0, 6.0)
+    tr.observe("batch_id", -50.0, "B1")
+    book = SegmentBook({"line1": tr})
+    book.add([_m("x_solids", None, 0.69, 30.0, station="mixer")])      # B2 not signalled yet
+    tr.observe("batch_id", 30.0, "B2")                                 # B2 started at 30 s (same ts)
+    book.add([_m("flow_rate", k, 700.0, 10.0 * k + 1) for k in range(6)])
+    s4 = book.snapshot("line1", 4)     # starts at 40 s, coated from the batch current at 30 s: B2
+    s3 = book.snapshot("line1", 3)     # 30 - 10 = 20 s: B1
+    assert s4.batch == "B2" and s4.measured["x_solids"][0] == 0.69
+    assert s3.batch == "B1" and "x_solids" not in s3.measured

@@ -89,8 +89,11 @@ class Twin:
             lo = int(top) - min(keep, 500)
             rows = self.store._query("SELECT * FROM measurements WHERE line = ? AND segment >= ? ORDER BY id",
                                      (line, lo))
-            rows += self.store._query("SELECT * FROM measurements WHERE line = ? AND segment IS NULL AND "
-                                      "batch IS NOT NULL AND ts >= ? ORDER BY id", (line, time.time() - 86_400))
+            stations = tuple(self.settings.layout().batch_stations) or ("mixer",)
+            rows += self.store._query(
+                "SELECT * FROM measurements WHERE line = ? AND segment IS NULL AND station IN "
+                f"({', '.join('?' for _ in stations)}) AND ts >= ? ORDER BY id",
+                (line, *stations, time.time() - 86_400))
             self.book.load(rows)
             recent += len(rows)
             for r in self.store._query(

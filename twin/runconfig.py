@@ -12,6 +12,7 @@ Sections owned by the core (validated here, every one optional)::
     [validation]    max_future_s, max_age_s, accept_status, [validation.limits] name -> [low, high]
     [mapping]       "address" -> { name, station, unit, line }: fix or add the mapping of a topic / node id
     [web]           enabled, host, port
+    [publish]       predictions: publish predictions and alerts on MQTT (needs [mqtt])
 
 ``[mqtt]`` and ``[opcua]`` belong to the connectors (:mod:`connectors.mqtt`, :mod:`connectors.opcua`) and are
 passed to them as they are. Secrets never sit in the file: ``password_env = "VAR"`` or ``password_file =
@@ -156,6 +157,10 @@ class WebSection(_Strict):
     port: int = Field(8050, ge=0, le=65535)
 
 
+class PublishSection(_Strict):
+    predictions: bool = True       # electrode/{line}/twin/predictions/{segment} and .../twin/alerts via [mqtt]
+
+
 class TwinSettings(_Strict):
     """The whole configuration; ``mqtt`` and ``opcua`` are kept raw for the connectors."""
 
@@ -167,6 +172,7 @@ class TwinSettings(_Strict):
     validation: ValidationSection = ValidationSection()
     mapping: dict[str, MappingEntry] = {}
     web: WebSection = WebSection()
+    publish: PublishSection = PublishSection()
     mqtt: dict[str, Any] | None = None
     opcua: dict[str, Any] | None = None
     path: Path | None = None

@@ -218,6 +218,14 @@ class BatchTracker:
         i = bisect.bisect_right(self._t, ts) - 1
         return self._b[i] if i >= 0 else None
 
+    def interval_at(self, ts: float) -> tuple[str, float, float] | None:
+        """(batch, start, end) of the batch current at ``ts``; ``end`` is ``inf`` for the newest batch."""
+        i = bisect.bisect_right(self._t, ts) - 1
+        if i < 0:
+            return None
+        end = self._t[i + 1] if i + 1 < len(self._t) else math.inf
+        return self._b[i], self._t[i], end
+
     def state(self) -> dict:
         return {"t": list(self._t), "b": list(self._b)}
 
@@ -283,6 +291,14 @@ class SegmentTracker:
         if t is None:
             return None
         return self.batches.batch_at(t - self.layout.feed_dead_time_s)
+
+    def segment_batch_interval(self, k: int) -> tuple[str, float, float] | None:
+        """(batch, start, end) of the slurry batch segment ``k`` was coated from: its mixer values are those
+        measured in [start, end)."""
+        t = self.segment_start_ts(k)
+        if t is None:
+            return None
+        return self.batches.interval_at(t - self.layout.feed_dead_time_s)
 
     def segments_at(self, ts: float) -> dict[str, int]:
         """Segment under each positioned station at ``ts`` (stations still over pre-tracking web left out)."""

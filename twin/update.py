@@ -36,6 +36,7 @@ arrived since the last update, a dirty segment is recomputed once):
 
 from __future__ import annotations
 
+import bisect
 import collections
 import logging
 import math
@@ -245,33 +246,46 @@ class SegmentSnapshot:
 
 
 class SegmentBook:
-    """In-memory accumulators of the recent segments and slurry batches, and the set of dirty segments.
+    """In-memory accumulators of the recent segments and the mixer values, and the set of dirty segments.
 
-    Filled by the ingestion thread (:meth:`add`), emptied by the update thread (:meth:`take_dirty`).
+    Filled by the ingestion thread (:meth:`add`), emptied by the update thread (:meth:`take_dirty`). Mixer
+    (batch station) values are kept with their timestamps and assigned to a slurry batch only when a segment's
+    prediction is computed, from the batch signals known then: the order in which a batch signal and the values
+    of that batch arrive does not matter.
     """
 
-    def __init__(self, trackers: Mapping[str, SegmentTracker], keep_segments: int = 2000):
+    def __init__(self, trackers: Mapping[str, SegmentTracker], keep_segments: int = 2000,
+                 keep_mixer: int = 200_000):
         self.trackers = trackers
         self.keep = keep_segments
+        self.keep_mixer = keep_mixer
         self._lock = threading.Lock()
         self._seg: dict[tuple[str, int], dict[str, _Acc]] = {}
         self._seg_n: dict[tuple[str, int], int] = {}
-        self._batch: dict[tuple[str, str], dict[str, _Acc]] = {}
-        self._seg_batch: dict[tuple[str, int], str] = {}
+        self._mixer: dict[str, list[tuple[float, str, float]]] = {}
+        self._mixer_version: dict[str, int] = {}
+        self._batch_cache: dict[tuple[str, float, float], tuple[int, dict]] = {}
         self._pending: dict[tuple[str, int], list[float]] = {}
         self._dirty: collections.OrderedDict = collections.OrderedDict()
         self._newest: dict[str, int] = {}
         self._origin: dict[str, float] = {}
         self.wake = threading.Event()
 
-    def _segment_batch(self, line: str, k: int) -> str | None:
-        b = self._seg_batch.get((line, k))
-        if b is None:
-            tr = self.trackers.get(line)
-            b = tr.segment_batch(k) if tr is not None else None
-            if b is not None:
-                self._seg_batch[(line, k)] = b
-        return b
+    def _is_batch_value(self, line: str, station: str, segment) -> bool:
+        if segment is not None:
+            return False
+        tr = self.trackers.get(line)
+        return station in (tr.layout.batch_stations if tr is not None else ("mixer",))
+
+    def _add_mixer(self, line: str, ts: float, name: str, value: float) -> None:
+        lst = self._mixer.setdefault(line, [])
+        if not lst or ts >= lst[-1][0]:
+            lst.append((ts, name, value))
+        else:
+            bisect.insort(lst, (ts, name, value))
+        if len(lst) > self.keep_mixer:
+            del lst[: len(lst) - self.keep_mixer]
+        self._mixer_version[line] = self._mixer_version.get(line, 0) + 1
 
     def add(self, measurements: Iterable[Measurement]) -> None:
         with self._lock:
@@ -291,17 +305,22 @@ class SegmentBook:
                         t0 = tr.web.time_at(0.0) if tr is not None else None
                         if t0 is not None:
                             self._origin[m.line] = t0
-                elif m.batch is not None:
-                    self._batch.setdefault((m.line, m.batch), {}).setdefault(m.name, _Acc()).add(m.value, m.ts)
-                    # the newest segment coated from this batch picks the value up now, older ones at their
+                elif self._is_batch_value(m.line, m.station, m.segment):
+                    self._add_mixer(m.line, m.ts, m.name, m.value)
+                    # the newest segment coated from this value's batch picks it up now, older ones at their
                     # next update
+                    tr = self.trackers.get(m.line)
+                    iv = tr.batches.interval_at(m.ts) if tr is not None else None
                     k = self._newest.get(m.line)
-                    while k is not None and k >= 0 and (m.line, k) in self._seg:
-                        if self._segment_batch(m.line, k) == m.batch:
+                    while iv is not None and k is not None and k >= 0 and (m.line, k) in self._seg:
+                        siv = tr.segment_batch_interval(k)
+                        if siv is not None and siv[1] == iv[1]:
                             key = (m.line, k)
                             self._pending.setdefault(key, []).append(m.received_ts)
                             self._dirty[key] = None
                             break
+                        if siv is not None and siv[1] < iv[1]:
+                            break  # older segments come from older batches
                         k -= 1
             self._forget()
         self.wake.set()
@@ -314,26 +333,42 @@ class SegmentBook:
                 continue
             self._seg.pop(key, None)
             self._seg_n.pop(key, None)
-            self._seg_batch.pop(key, None)
             self._pending.pop(key, None)
+
+    def _batch_values(self, line: str, start: float, end: float) -> dict[str, tuple[float, float, int]]:
+        version = self._mixer_version.get(line, 0)
+        ck = (line, start, end)
+        hit = self._batch_cache.get(ck)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        lst = self._mixer.get(line, [])
+        i = bisect.bisect_left(lst, (start, "", -math.inf))
+        accs: dict[str, _Acc] = {}
+        while i < len(lst) and lst[i][0] < end:
+            ts, name, v = lst[i]
+            accs.setdefault(name, _Acc()).add(v, ts)
+            i += 1
+        out = {name: acc.snapshot() for name, acc in accs.items()}
+        if len(self._batch_cache) > 256:
+            self._batch_cache.clear()
+        self._batch_cache[ck] = (version, out)
+        return out
 
     def snapshot(self, line: str, k: int) -> SegmentSnapshot:
         key = (line, k)
         accs = self._seg.get(key, {})
-        batch = self._segment_batch(line, k)
-        measured = {}
-        if batch is not None:
-            for name, acc in self._batch.get((line, batch), {}).items():
-                measured[name] = acc.snapshot()
+        tr = self.trackers.get(line)
+        iv = tr.segment_batch_interval(k) if tr is not None else None
+        measured = dict(self._batch_values(line, iv[1], iv[2])) if iv is not None else {}
         for name, acc in accs.items():
             measured[name] = acc.snapshot()
-        tr = self.trackers.get(line)
         stage_idx = STAGES.index("coating")
         for name in accs:
             s = stage_of(name)
             if s is not None and s != "cell":
                 stage_idx = max(stage_idx, STAGES.index(s))
-        return SegmentSnapshot(line, k, measured, batch, tr.segment_start_ts(k) if tr is not None else None,
+        return SegmentSnapshot(line, k, measured, iv[0] if iv is not None else None,
+                               tr.segment_start_ts(k) if tr is not None else None,
                                self._origin.get(line), self._seg_n.get(key, 0),
                                self._pending.pop(key, []), STAGES[stage_idx])
 
@@ -363,9 +398,8 @@ class SegmentBook:
                     self._seg.setdefault(key, {}).setdefault(r["name"], _Acc()).add(r["value"], r["ts"])
                     self._seg_n[key] = self._seg_n.get(key, 0) + 1
                     self._newest[r["line"]] = max(self._newest.get(r["line"], -1), key[1])
-                elif r["batch"] is not None:
-                    self._batch.setdefault((r["line"], r["batch"]), {}).setdefault(r["name"], _Acc()).add(
-                        r["value"], r["ts"])
+                elif self._is_batch_value(r["line"], r["station"], None):
+                    self._add_mixer(r["line"], r["ts"], r["name"], r["value"])
 
     @property
     def dirty_count(self) -> int:
