@@ -225,7 +225,7 @@ def _augmented(psi: np.ndarray, Ys: np.ndarray) -> np.ndarray:
 
 def fit_chaos(X: Mapping[str, object], Y: Mapping[str, object], inputs: Sequence[str] | None = None,
               outputs: Sequence[str] | None = None, degree: int = 2) -> ChaosExpansion:
-    """Fit a Hermite chaos expansion of ``outputs`` over ``inputs`` by least squares on Monte Carlo samples.
+    """Fit a polynomial expansion (a functional decomposition) of ``outputs`` over ``inputs`` by least squares.
 
     Parameters
     ----------
@@ -236,8 +236,15 @@ def fit_chaos(X: Mapping[str, object], Y: Mapping[str, object], inputs: Sequence
 
     Raises
     ------
-    ValueError : an input or output without variance, fewer samples than basis terms, NaN in the samples.
+    ValueError : an input or output without variance, fewer samples than basis terms, NaN in the samples,
+        collinear inputs.
     """
+    return _fit(X, Y, inputs, outputs, degree)[0]
+
+
+def _fit(X: Mapping[str, object], Y: Mapping[str, object], inputs: Sequence[str] | None,
+         outputs: Sequence[str] | None, degree: int):
+    """(expansion, basis matrix, standardized outputs); see :func:`fit_chaos`."""
     inputs = tuple(inputs if inputs is not None else X.keys())
     outputs = tuple(outputs if outputs is not None else Y.keys())
     if not inputs or not outputs:
@@ -285,22 +292,26 @@ def fit_chaos(X: Mapping[str, object], Y: Mapping[str, object], inputs: Sequence
     q2 = 1.0 - np.sum(loo**2, axis=0) / sst
     coef = coef_s * ystd
     coef[0] += ymean
-    return ChaosExpansion(inputs, outputs, center, scale, offsets, mgram, indices, coef, r2, q2, n)
+    return ChaosExpansion(inputs, outputs, center, scale, offsets, mgram, indices, coef, r2, q2, n), psi, Ys
 
 
 # --------------------------------------------------------------------------------------------------------------
 # ANCOVA
 
 
-def _ancova_from(A: np.ndarray, P: int, masks: np.ndarray) -> np.ndarray:
-    """Indices (3, d, m): S, S_U, S_C of every input for every output, from samples A = [Psi | Y].
+def _coef_from(M: np.ndarray, P: int) -> np.ndarray:
+    """Least-squares coefficients from the moment matrix M = A'A/n of A = [Psi | Y]."""
+    return _solve_gram(M[:P, :P], M[:P, P:])[0]
 
-    Everything follows from the moment matrix A'A/n: the least-squares coefficients, the covariance of the
-    basis functions, and their covariance with the outputs (the constant basis function gives the means).
+
+def _ancova_from(M: np.ndarray, P: int, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices (3, d, m): S, S_U, S_C of every input for every output; coefficients) from M = A'A/n.
+
+    Everything follows from the moment matrix of A = [Psi | Y]: the least-squares coefficients, the covariance
+    of the basis functions, and their covariance with the outputs (the constant basis function gives the means).
     """
-    M = A.T @ A / A.shape[0]
     G, b = M[:P, :P], M[:P, P:]
-    coef, _ = _solve_gram(G, b)
+    coef = _solve_gram(G, b)[0]
     mp, my = G[0], M[0, P:]
     sig = G - np.outer(mp, mp)                 # Cov[Psi_j, Psi_k]
     cpy = b - np.outer(mp, my)                 # Cov[Psi_j, Y]
@@ -313,7 +324,7 @@ def _ancova_from(A: np.ndarray, P: int, masks: np.ndarray) -> np.ndarray:
         out[1, i] = np.einsum("km,kl,lm->m", ci, sig[np.ix_(k, k)], ci) / vy    # Var[M_i] / Var[Y]
         out[0, i] = np.sum(ci * cpy[k], axis=0) / vy                              # Cov[M_i, Y] / Var[Y]
     out[2] = out[0] - out[1]
-    return out
+    return out, coef
 
 
 def _ci(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -323,6 +334,32 @@ def _ci(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
 
 def _rows(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
     return rng.integers(0, n, size=(n_boot, n))
+
+
+#: Samples are bootstrapped in this many blocks (see :func:`_bootstrap_moments`).
+BOOT_BLOCKS = 200
+
+
+def _block_sums(A: np.ndarray, n_blocks: int = BOOT_BLOCKS) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block sums A_b'A_b (B, p, p) and block sizes (B,) of consecutive row blocks of A."""
+    n = A.shape[0]
+    B = max(1, min(n_blocks, n))
+    edges = np.linspace(0, n, B + 1).astype(int)
+    sums = np.stack([A[a:b].T @ A[a:b] for a, b in zip(edges[:-1], edges[1:])])
+    return sums, np.diff(edges).astype(float)
+
+
+def _bootstrap_moments(sums: np.ndarray, sizes: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Moment matrices (n_boot, p, p) of ``n_boot`` bootstrap resamples.
+
+    The resampling unit is a block of consecutive samples rather than a single sample: the Monte Carlo samples
+    are independent, so the blocks are too, and every statistic here is a smooth function of the moment matrix
+    (a mean), whose bootstrap distribution over ~200 independent block means is the same as over the samples
+    themselves. A resample then costs a weighted sum of block matrices instead of a pass over all samples.
+    """
+    B, p = sums.shape[0], sums.shape[1]
+    counts = rng.multinomial(B, np.full(B, 1.0 / B), size=n_boot).astype(float)
+    return (counts @ sums.reshape(B, -1)).reshape(n_boot, p, p) / (counts @ sizes)[:, None, None]
 
 
 def _finite_rows(X: Mapping[str, object], names: Sequence[str]) -> np.ndarray | None:
@@ -338,7 +375,7 @@ def _finite_rows(X: Mapping[str, object], names: Sequence[str]) -> np.ndarray | 
 
 def ancova(X: Mapping[str, object], Y: Mapping[str, object], inputs: Sequence[str] | None = None,
            outputs: Sequence[str] | None = None, degree: int = 2, n_boot: int = 100,
-           confidence: float = 0.95, seed: int = 0) -> dict:
+           confidence: float = 0.95, seed: int = 0, sobol: bool = False, check: bool = True) -> dict:
     """ANCOVA sensitivity indices S, S_U, S_C (paper eq. 4-7) of each output w.r.t. each input, from samples.
 
     Parameters
@@ -351,6 +388,8 @@ def ancova(X: Mapping[str, object], Y: Mapping[str, object], inputs: Sequence[st
     n_boot : bootstrap resamples for confidence intervals (0: none)
     confidence : level of the percentile intervals
     seed : seed of the bootstrap
+    sobol : also give Sobol' first-order ``S1`` and total ``ST`` indices from the same expansion (only
+        meaningful for independent inputs; ``check`` refuses clearly correlated samples)
 
     Rows with a NaN or infinite value in any used input or output (e.g. a surrogate evaluated outside its
     design space with policy "nan") are dropped and counted in ``dropped``.
@@ -358,7 +397,8 @@ def ancova(X: Mapping[str, object], Y: Mapping[str, object], inputs: Sequence[st
     Returns
     -------
     dict with ``method``, ``samples``, ``dropped``, ``degree``, ``inputs``, ``outputs`` and ``indices``:
-    ``{output: {input: {"S", "S_U", "S_C", "ci": {"S": [lo, hi], "S_U": [...], "S_C": [...]}}}}``, plus per
+    ``{output: {input: {"S", "S_U", "S_C", "ci": {"S": [lo, hi], "S_U": [...], "S_C": [...]}}}}`` (and
+    ``S1``, ``ST`` with ``sobol``), plus per
     output ``sum`` (column sums, as the last row of the paper's Table 1), ``variance`` (of the output, its
     unit squared), ``r2`` and ``q2`` of the expansion. ``1 - sum.S`` is the share of interactions and of what
     the expansion does not capture.
@@ -379,28 +419,34 @@ def ancova(X: Mapping[str, object], Y: Mapping[str, object], inputs: Sequence[st
     if mask is not None:
         dropped = int((~mask).sum())
         merged = {k: np.asarray(v, float)[mask] for k, v in merged.items()}
-    pce = fit_chaos(merged, merged, inputs, outputs, degree)
-    Xm = _as_matrix(merged, inputs, "input")
+    if sobol and check:
+        check_independent(merged, inputs)
+    pce, psi, Ys = _fit(merged, merged, inputs, outputs, degree)
     Ym = _as_matrix(merged, outputs, "output")
     P = len(pce.indices)
-    A = _augmented(pce.basis(Xm), (Ym - Ym.mean(axis=0)) / Ym.std(axis=0))
+    A = _augmented(psi, Ys)
     masks = pce.first_order_masks()
-    est = _ancova_from(A, P, masks)
+    est, coef = _ancova_from(A.T @ A / len(A), P, masks)
+    gram = pce.independent_gram() if sobol else None
+    if sobol:
+        est = np.concatenate([est, _chaos_sobol_from(coef, pce.indices, gram)])
     lo = hi = None
     if n_boot:
         rng = np.random.default_rng(seed)
+        sums, sizes = _block_sums(A)
         boot = []
-        for rows in _rows(rng, len(Ym), n_boot):
+        for M in _bootstrap_moments(sums, sizes, n_boot, rng):
             try:
-                boot.append(_ancova_from(A[rows], P, masks))
+                b, c = _ancova_from(M, P, masks)
             except np.linalg.LinAlgError:  # a degenerate resample: skip it
                 continue
+            boot.append(np.concatenate([b, _chaos_sobol_from(c, pce.indices, gram)]) if sobol else b)
         lo, hi = _ci(np.array(boot), confidence)
     var = Ym.var(axis=0)
     result: dict = {"method": "ancova", "samples": int(len(Ym)), "dropped": dropped, "degree": degree,
                     "confidence": confidence, "n_boot": n_boot, "inputs": list(inputs), "outputs": list(outputs),
                     "indices": {}}
-    keys = ("S", "S_U", "S_C")
+    keys = ("S", "S_U", "S_C", "S1", "ST") if sobol else ("S", "S_U", "S_C")
     for j, out in enumerate(outputs):
         entry = {}
         for i, inp in enumerate(inputs):
@@ -409,7 +455,7 @@ def ancova(X: Mapping[str, object], Y: Mapping[str, object], inputs: Sequence[st
                 e["ci"] = {key: [float(lo[q, i, j]), float(hi[q, i, j])] for q, key in enumerate(keys)}
             entry[inp] = e
         result["indices"][out] = entry
-    result["sum"] = {out: {key: float(est[q, :, j].sum()) for q, key in enumerate(keys)}
+    result["sum"] = {out: {key: float(est[q, :, j].sum()) for q, key in enumerate(keys[:3])}
                      for j, out in enumerate(outputs)}
     result["variance"] = {out: float(var[j]) for j, out in enumerate(outputs)}
     result["r2"] = {out: float(pce.r2[j]) for j, out in enumerate(outputs)}
@@ -466,39 +512,21 @@ def _chaos_sobol_from(coef: np.ndarray, indices: np.ndarray, gram: np.ndarray) -
 def chaos_sobol(X: Mapping[str, object], Y: Mapping[str, object], inputs: Sequence[str] | None = None,
                 outputs: Sequence[str] | None = None, degree: int = 2, n_boot: int = 100,
                 confidence: float = 0.95, seed: int = 0, check: bool = True) -> dict:
-    """Sobol' first-order (S1) and total (ST) indices from a chaos expansion fitted on plain Monte Carlo samples.
+    """Sobol' first-order (S1) and total (ST) indices from a polynomial expansion fitted on plain Monte Carlo
+    samples (no pick-freeze design needed: the route for samples the twin already holds).
 
     Valid for independent inputs with any marginals (the variances of the terms are taken under the product of
     the sampled marginals); ``check`` refuses clearly correlated samples. The model must be smooth enough for a
-    polynomial of ``degree``: look at ``r2`` and ``q2`` in the result. Returns ``{"method": "chaos_sobol", ..., "indices": {output: {input: {"S1", "ST",
-    "ci": {...}}}}}``.
+    polynomial of ``degree``: look at ``r2`` and ``q2`` in the result. Returns ``{"method": "chaos_sobol", ...,
+    "indices": {output: {input: {"S1", "ST", "ci": {...}}}}}``.
     """
-    inputs = tuple(inputs if inputs is not None else X.keys())
-    outputs = tuple(outputs if outputs is not None else Y.keys())
-    if check:
-        check_independent(X, inputs)
-    pce = fit_chaos(X, Y, inputs, outputs, degree)
-    gram = pce.independent_gram()
-    est = _chaos_sobol_from(pce.coef, pce.indices, gram)
-    lo = hi = None
-    if n_boot:
-        Xm = _as_matrix(X, inputs, "input")
-        Ym = _as_matrix(Y, outputs, "output")
-        P = len(pce.indices)
-        A = _augmented(pce.basis(Xm), (Ym - Ym.mean(axis=0)) / Ym.std(axis=0))
-        rng = np.random.default_rng(seed)
-        boot = []
-        for rows in _rows(rng, len(Ym), n_boot):
-            Ab = A[rows]
-            try:
-                coef, _ = _solve_gram(Ab[:, :P].T @ Ab[:, :P], Ab[:, :P].T @ Ab[:, P:])
-            except np.linalg.LinAlgError:
-                continue
-            boot.append(_chaos_sobol_from(coef, pce.indices, gram))
-        lo, hi = _ci(np.array(boot), confidence)
-    return _sobol_result("chaos_sobol", inputs, outputs, est, lo, hi, pce.n, confidence, n_boot,
-                         extra={"degree": degree, "r2": {o: float(v) for o, v in zip(outputs, pce.r2)},
-                                "q2": {o: float(v) for o, v in zip(outputs, pce.q2)}})
+    res = ancova(X, Y, inputs, outputs, degree, n_boot, confidence, seed, sobol=True, check=check)
+    out = {k: v for k, v in res.items() if k not in ("indices", "sum", "method")}
+    out["method"] = "chaos_sobol"
+    out["indices"] = {o: {i: {"S1": e["S1"], "ST": e["ST"],
+                              **({"ci": {"S1": e["ci"]["S1"], "ST": e["ci"]["ST"]}} if "ci" in e else {})}
+                          for i, e in ent.items()} for o, ent in res["indices"].items()}
+    return out
 
 
 def _sobol_result(method, inputs, outputs, est, lo, hi, n, confidence, n_boot, extra=None) -> dict:
