@@ -1,4 +1,4 @@
-"""MQTT connector: line measurements in (:class:`MqttSource`), the twin's predictions and alerts out (:class:`MqttPublisher`).
+"""MQTT connector: measurements in (:class:`MqttSource`), predictions and alerts out (:class:`MqttPublisher`).
 
 Built on paho-mqtt 2.x (``CallbackAPIVersion.VERSION2``). MQTT v5 by default, 3.1.1 when configured (the
 embedded demo broker, amqtt, speaks only 3.1.1).
@@ -16,8 +16,9 @@ What "nothing lost" takes on the subscribing side, and how this module does it:
   its queue limit, drops (Mosquitto's default ``max_queued_messages 1000`` lost 98 of 100,000 in a measurement).
 - **Acknowledge after hand-over.** The client acknowledges (PUBACK) a QoS 1 message only after the reading is
   in the sink (``ack = "received"``, the default), or only after the core reports it durably stored
-  (``ack = "stored"``, :meth:`MqttSource.ack`): then even a crash of the twin process loses nothing, because
-  the broker redelivers whatever was not acknowledged. Redelivery means duplicates; the ingest step
+  (``ack = "stored"``: the sink is called as ``sink(reading, ack)`` and calls ``ack()`` after its commit):
+  then even a crash of the twin process loses nothing, because the broker redelivers whatever was not
+  acknowledged. Redelivery means duplicates; the ingest step
   deduplicates on (source, address, source_ts, value).
 - **Nothing dropped at the boundary.** Every message becomes exactly one reading. A topic that does not match
   the pattern, a name that maps to no canonical quantity, a payload that is not JSON, not an object, has no
@@ -398,9 +399,11 @@ class MqttSource:
     ``reconnect_min_s`` .. ``reconnect_max_s``); ``stop()`` disconnects (the broker keeps the session for
     ``session_expiry_s``). ``connected`` and ``subscribed`` are :class:`threading.Event` s.
 
-    With ``ack = "stored"`` the core calls :meth:`ack` for every reading once it is durably stored,
-    dead-lettered or recognised as a duplicate; until then the broker keeps the message and redelivers it
-    after a reconnection.
+    ``ack = "received"``: the sink is called as ``sink(reading)`` and the message is acknowledged when it
+    returns. ``ack = "stored"``: the sink is called as ``sink(reading, ack)`` (``twin.ingest.Ingestor.submit``
+    has that signature) and the message is acknowledged only when the core calls ``ack()``, after the reading
+    is durably stored, dead-lettered or found to be a duplicate; until then the broker keeps the message and
+    redelivers it after a reconnection (or after a crash of the twin).
     """
 
     def __init__(self, settings: MqttSettings, sink: Sink):
@@ -413,7 +416,7 @@ class MqttSource:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self._sub_mids: set[int] = set()
-        self._pending: dict[int, tuple[int, int, Reading, int]] = {}   # id(reading) -> (mid, qos, reading, gen)
+        self._pending = 0
         self._pending_lock = threading.Lock()
         self._generation = 0
         self._client = _client(settings, settings.client_id)
@@ -463,27 +466,9 @@ class MqttSource:
     # -- acknowledgement ----------------------------------------------------------------------------------
     @property
     def pending_acks(self) -> int:
+        """Readings handed to the sink with an ``ack`` that has not been called yet (``ack = "stored"``)."""
         with self._pending_lock:
-            return len(self._pending)
-
-    def ack(self, reading: Reading) -> bool:
-        """Acknowledge the message ``reading`` came from (``ack = "stored"``). Thread-safe.
-
-        Returns False if there is nothing to acknowledge: QoS 0, already acknowledged, ``ack = "received"``,
-        or the connection it came on is gone (the broker will redeliver it; acknowledge the new copy).
-        """
-        with self._pending_lock:
-            entry = self._pending.pop(id(reading), None)
-        if entry is None:
-            return False
-        mid, qos, _, gen = entry
-        if gen != self._generation:
-            return False
-        rc = self._client.ack(mid, qos)
-        if rc == 0:
-            self.stats.acked += 1
-            return True
-        return False
+            return self._pending
 
     # -- paho callbacks (network thread): never raise, never block -----------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):
@@ -494,8 +479,7 @@ class MqttSource:
                 return
             self.stats.connects += 1
             with self._pending_lock:
-                self._generation += 1
-                self._pending.clear()      # their packet ids belong to the old connection; redelivered anyway
+                self._generation += 1      # acks of the old connection's packet ids are void from now on
             self.connected.set()
             log.info("MQTT %s connected to %s:%d (session present: %s)", self.settings.client_id,
                      self.settings.host, self.settings.port, flags.session_present)
@@ -553,18 +537,43 @@ class MqttSource:
             self.stats.errors += 1
         if msg.dup:
             self.stats.duplicates_flagged += 1
+        stored_ack = self.settings.ack == "stored" and msg.qos > 0
         try:
-            self._sink(reading)
+            if stored_ack:
+                self._sink(reading, self._ack_callback(msg.mid, msg.qos))
+            else:
+                self._sink(reading)
         except Exception:
             # not acknowledged: the broker redelivers it after the next reconnection
             self.stats.sink_failures += 1
+            if stored_ack:
+                with self._pending_lock:
+                    self._pending -= 1
             log.exception("MQTT: sink refused a reading from %s; left un-acknowledged", reading.address)
             return
-        if self.settings.ack == "stored" and msg.qos > 0:
-            with self._pending_lock:
-                self._pending[id(reading)] = (msg.mid, msg.qos, reading, self._generation)
-        else:
+        if not stored_ack:
             client.ack(msg.mid, msg.qos)
+
+    def _ack_callback(self, mid: int, qos: int):
+        generation = self._generation
+        with self._pending_lock:
+            self._pending += 1
+        done = False
+
+        def ack() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            with self._pending_lock:
+                self._pending -= 1
+                current = generation == self._generation
+            # a packet id belongs to its connection: after a reconnection the broker has redelivered the
+            # message (with the same content) and the new copy will be acknowledged when it is stored
+            if current and self._client.ack(mid, qos) == 0:
+                self.stats.acked += 1
+
+        return ack
 
     # -- parsing ------------------------------------------------------------------------------------------
     def reading_from_message(self, topic: str, payload: bytes, received_ts: float) -> Reading | None:
@@ -608,10 +617,10 @@ class PublishError(RuntimeError):
 class MqttPublisher:
     """Publish JSON messages with QoS 1 (default), bounded in-flight, every paho return code checked.
 
-    ``publish()`` (QoS 1 or 2) waits (up to ``publish_timeout_s``) while ``max_pending`` messages are un-acknowledged, so a
-    broker that is down or slow slows the caller instead of overflowing paho's 65,535 message ids. While the
-    connection is down, QoS 1 messages wait in paho and are sent on reconnection. Call it from a thread (or
-    ``asyncio.to_thread``), not from an event loop.
+    ``publish()`` (QoS 1 or 2) waits (up to ``publish_timeout_s``) while ``max_pending`` messages are
+    un-acknowledged, so a broker that is down or slow slows the caller instead of overflowing paho's 65,535
+    message ids. While the connection is down, QoS 1 messages wait in paho and are sent on reconnection. Call
+    it from a thread (or ``asyncio.to_thread``), not from an event loop.
     """
 
     def __init__(self, settings: MqttSettings, client_id: str | None = None):
