@@ -221,3 +221,32 @@ def test_mixer_values_before_their_batch_signal_still_reach_the_batch():
     s3 = book.snapshot("line1", 3)     # 30 - 10 = 20 s: B1
     assert s4.batch == "B2" and s4.measured["x_solids"][0] == 0.69
     assert s3.batch == "B1" and "x_solids" not in s3.measured
+
+
+def test_process_parameters_hold_for_segments_without_a_reading():
+    layout = LineLayout(segment_length_m=1.0, positions={"coater": 0.0, "calender": 5.0})
+    tr = SegmentTracker(layout)
+    tr.observe("web_speed", 0.0, 6.0)                  # segment k passes the die at 10 k s, the calender 50 s later
+    book = SegmentBook({"line1": tr}, hold={"web_speed", "line_load"}, hold_s=30.0)
+    book.add([_m("web_speed", 0, 6.0, 0.0), _m("line_load", None, 80.0, 55.0, station="calender"),
+              _m("line_load", None, 90.0, 75.0, station="calender")])
+    s0 = book.snapshot("line1", 0)                     # at the calender at 50 s: no reading yet within 30 s before
+    assert s0.measured["web_speed"] == (6.0, 0.0, 1) and "line_load" not in s0.measured
+    s1 = book.snapshot("line1", 1)                     # at the calender at 60 s: the 80 N/mm of 55 s holds
+    assert s1.measured["line_load"] == (80.0, 0.0, 0) and s1.measured["web_speed"] == (6.0, 0.0, 0)
+    s3 = book.snapshot("line1", 3)                     # at the calender at 80 s: 90 N/mm
+    assert s3.measured["line_load"] == (90.0, 0.0, 0)
+    s9 = book.snapshot("line1", 9)                     # not at the calender yet: the current setpoint forecasts it
+    assert s9.measured["line_load"] == (90.0, 0.0, 0)
+
+
+def test_a_segment_the_model_cannot_predict_gets_an_alert_not_a_crash(tmp_path, paper_scenario):
+    store = open_store(tmp_path / "f.sqlite")
+    book = SegmentBook({"line1": SegmentTracker(LineLayout())})
+    loop = UpdateLoop(book, Predictor(paper_scenario, UpdateConfig(samples=500)), store)
+    book.add([_m("flow_rate", 1, 696.0 * 60, 1.0), _m("flow_rate", 2, 696.0, 1.0)])  # 60x: beyond the meta-model
+    assert loop.run_once() == 1
+    (a,) = store.alerts()
+    assert a["kind"] == "prediction_failed" and a["segment"] == 1 and "eps_dry" in a["message"]
+    assert [s["segment"] for s in store.segments() if s["prediction"]] == [2]
+    store.close()

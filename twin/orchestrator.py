@@ -43,10 +43,10 @@ class Twin:
         self.store = store
         self.ingestor = Ingestor(store, s.layout(), s.policy(), on_stored=self._on_stored,
                                  history_s=s.line.history_s)
-        self.book = SegmentBook(self.ingestor.trackers)
         self.scenario = load_scenario(s.scenario_path())
         cell_model = load_cell_model(s.model.cell) if cell == "config" else cell
         self.predictor = Predictor(self.scenario, s.update_config(), cell=cell_model)
+        self.book = SegmentBook(self.ingestor.trackers, hold=self.predictor.held_inputs(), hold_s=s.model.hold_s)
         self.updates = UpdateLoop(self.book, self.predictor, store)
         self.started_ts: float | None = None
         self.resumed: dict = {}

@@ -5,7 +5,7 @@ Sections owned by the core (validated here, every one optional)::
     [line]          id, segment_length_m, feed_dead_time_s, [line.positions] station -> metres downstream of
                     the slot die ("station/name" for one quantity), batch_stations
     [store]         url (sqlite:///file or postgresql://...), password_env / password_file, sqlite_synchronous
-    [model]         scenario, samples, seed, cell ("auto" | "off" | "required"), min_ess, alert_p_out
+    [model]         scenario, samples, seed, cell ("auto" | "off" | "required"), min_ess, alert_p_out, hold_s
     [uncertainty]   sensor standard uncertainty of one reading per quantity: { std = .. } or { rel_std = .. };
                     "default" for the rest
     [spec]          tolerance per quantity: [low, high] in canonical units (inf / -inf for an open side)
@@ -115,6 +115,7 @@ class ModelSection(_Strict):
     min_ess: float = Field(200.0, ge=1)
     alert_p_out: float = Field(0.05, gt=0, le=1)
     histogram_bins: int = Field(24, ge=4, le=200)
+    hold_s: float = Field(60.0, ge=0)   # a process parameter's last reading holds this long for later segments
 
 
 class Uncertainty(_Strict):

@@ -255,8 +255,12 @@ class SegmentBook:
     """
 
     def __init__(self, trackers: Mapping[str, SegmentTracker], keep_segments: int = 2000,
-                 keep_mixer: int = 200_000):
+                 keep_mixer: int = 200_000, hold: Iterable[str] = (), hold_s: float = 60.0):
         self.trackers = trackers
+        self.hold_names = frozenset(hold)
+        self.hold_s = float(hold_s)
+        self._held: dict[tuple[str, str], tuple[str, list[float], list[float]]] = {}
+        self._latest: dict[str, float] = {}
         self.keep = keep_segments
         self.keep_mixer = keep_mixer
         self._lock = threading.Lock()
@@ -292,6 +296,10 @@ class SegmentBook:
             for m in measurements:
                 if m.name == BATCH_SIGNAL or m.value is None:
                     continue
+                if m.ts > self._latest.get(m.line, -math.inf):
+                    self._latest[m.line] = m.ts
+                if m.name in self.hold_names and not self._is_batch_value(m.line, m.station, None):
+                    self._hold(m.line, m.station, m.name, m.ts, m.value)
                 if m.segment is not None:
                     key = (m.line, m.segment)
                     self._seg.setdefault(key, {}).setdefault(m.name, _Acc()).add(m.value, m.ts)
@@ -324,6 +332,39 @@ class SegmentBook:
                         k -= 1
             self._forget()
         self.wake.set()
+
+    def _hold(self, line: str, station: str, name: str, ts: float, value: float) -> None:
+        entry = self._held.get((line, name))
+        if entry is None:
+            entry = self._held[(line, name)] = (station, [], [])
+        _, tl, vl = entry
+        if not tl or ts >= tl[-1]:
+            tl.append(ts)
+            vl.append(value)
+        else:
+            i = bisect.bisect_right(tl, ts)
+            tl.insert(i, ts)
+            vl.insert(i, value)
+        if len(tl) > 4096:
+            del tl[:1024], vl[:1024]
+
+    def _held_values(self, line: str, k: int, tr, have) -> dict[str, tuple[float, float, int]]:
+        """Process parameters this segment has no reading of, held from the last reading before the segment
+        passed their station (PLC values hold); for a station the segment has not reached yet, the latest value
+        (the current setpoint is the best forecast). ``n = 0`` marks a held value."""
+        out = {}
+        for (ln, name), (station, tl, vl) in self._held.items():
+            if ln != line or name in have or not tl:
+                continue
+            p = tr.layout.position(station, name) if tr is not None else None
+            ref = tr.web.time_at(k * tr.layout.segment_length_m + p) if (tr is not None and p is not None) else None
+            if ref is None or ref > self._latest.get(line, -math.inf):
+                out[name] = (vl[-1], 0.0, 0)    # not at that station yet: forecast with the current value
+                continue
+            i = bisect.bisect_right(tl, ref) - 1
+            if i >= 0 and ref - tl[i] <= self.hold_s:
+                out[name] = (vl[i], 0.0, 0)
+        return out
 
     def _forget(self) -> None:
         if len(self._seg) <= self.keep:
@@ -362,6 +403,8 @@ class SegmentBook:
         measured = dict(self._batch_values(line, iv[1], iv[2])) if iv is not None else {}
         for name, acc in accs.items():
             measured[name] = acc.snapshot()
+        if self._held:
+            measured.update(self._held_values(line, k, tr, measured))
         stage_idx = STAGES.index("coating")
         for name in accs:
             s = stage_of(name)
@@ -393,6 +436,10 @@ class SegmentBook:
             for r in rows:
                 if r["name"] == BATCH_SIGNAL or r["value"] is None:
                     continue
+                if r["ts"] > self._latest.get(r["line"], -math.inf):
+                    self._latest[r["line"]] = r["ts"]
+                if r["name"] in self.hold_names and not self._is_batch_value(r["line"], r["station"], None):
+                    self._hold(r["line"], r["station"], r["name"], r["ts"], r["value"])
                 if r["segment"] is not None:
                     key = (r["line"], int(r["segment"]))
                     self._seg.setdefault(key, {}).setdefault(r["name"], _Acc()).add(r["value"], r["ts"])
@@ -433,6 +480,12 @@ class Predictor:
     @property
     def model(self) -> str:
         return "chain+cell" if self.cell is not None else "chain"
+
+    def held_inputs(self) -> set[str]:
+        """Inputs whose last reading holds for segments without one: the measurable process parameters (not
+        formulation or material constants, which belong to a batch or a material)."""
+        return {n for n in self._free if n in QUANTITIES and QUANTITIES[n].stage in ("coating", "drying",
+                                                                                    "calendering")}
 
     def is_input(self, name: str) -> bool:
         return name in self._free and self.chain.producer(name) is None
@@ -546,8 +599,8 @@ class Predictor:
                 if p > cfg.alert_p_out:
                     alerts.append(self._oot_alert(snap, name, p, lo, hi, summary, now))
             p_any = _prob(ww @ bad)
-        measured = {k: {"mean": v[0], "std": v[1], "n": v[2], "unit": QUANTITIES[k].unit}
-                    for k, v in snap.measured.items() if k in QUANTITIES}
+        measured = {k: {"mean": v[0], "std": v[1], "n": v[2], "unit": QUANTITIES[k].unit, **({"held": True}
+                        if v[2] == 0 else {})} for k, v in snap.measured.items() if k in QUANTITIES}
         doc = {"quantities": summary, "measured": measured, "batch": snap.batch}
         if outside is not None:
             doc["cell_outside_design"] = outside
@@ -657,6 +710,15 @@ class UpdateLoop:
                 log.exception("update cycle failed")
                 time.sleep(0.2)
 
+    def _predict(self, snap: SegmentSnapshot):
+        try:
+            return self.predictor.predict(snap)
+        except Exception as exc:
+            self.errors += 1
+            log.warning("segment %s of %s: no prediction: %s", snap.segment, snap.line, exc)
+            return None, [Alert(snap.line, snap.segment, time.time(), "prediction_failed", None, None,
+                                f"segment {snap.segment}: no prediction from the measured values: {exc}")]
+
     def run_once(self) -> int:
         """Recompute the dirty segments once; how many."""
         snaps = self.book.take_dirty(self.max_per_cycle)
@@ -669,10 +731,15 @@ class UpdateLoop:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="twin-predict")
-            results = list(self._pool.map(self.predictor.predict, snaps))
+            results = list(self._pool.map(self._predict, snaps))
         else:
-            results = [self.predictor.predict(snap) for snap in snaps]
+            results = [self._predict(snap) for snap in snaps]
         for p, al in results:
+            if p is None:  # the model could not predict this segment: its alert says why
+                alerts.extend(a for a in al if (a.line, a.segment, a.kind, a.quantity) not in self._alerted)
+                for a in al:
+                    self._alerted.add((a.line, a.segment, a.kind, a.quantity))
+                continue
             preds.append(p)
             for a in al:
                 key = (a.line, a.segment, a.kind, a.quantity)
@@ -681,8 +748,9 @@ class UpdateLoop:
                     alerts.append(a)
         self.store.write_predictions(preds, alerts)
         done = time.time()
-        for snap in snaps:
-            self.latency.add(done - t for t in snap.pending_received)
+        for snap, (p, _) in zip(snaps, results):
+            if p is not None:
+                self.latency.add(done - t for t in snap.pending_received)
         self.predictions += len(preds)
         for p in preds:
             mine = [a for a in alerts if a.segment == p.segment and a.line == p.line]
