@@ -44,7 +44,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -424,8 +424,13 @@ class LineSimulator:
         self._publisher = None
         self._pub_queue: queue.SimpleQueue | None = None
         self._pub_thread: threading.Thread | None = None
-        self.published_mqtt = 0
-        self.written_opcua = 0
+        self.published_mqtt = 0      # MQTT messages handed to the publisher (acknowledged by the broker at stop())
+        self.written_opcua = 0       # OPC UA variable writes (every variable, subscribed or not)
+        #: (transport, station, name) -> values emitted on that transport for the values of its split
+        #: (``opcua_values`` / ``mqtt_values``): what a twin listening to both should store, exactly once each
+        self.published: Counter = Counter()
+        self._count_lock = threading.Lock()
+        self._go = threading.Event()
         self.ticks = 0
         self.advice: list[dict] = []
         self._thread: threading.Thread | None = None
@@ -535,6 +540,7 @@ class LineSimulator:
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     async def start(self, now: float | None = None) -> "LineSimulator":
+        self._stop = asyncio.Event()
         srv = await self._build_server()
         await srv.start()
         await self._watch_advisor()
@@ -563,7 +569,9 @@ class LineSimulator:
                     m, retain = item
                     self._publisher.publish_value(self.settings.line.id, m.station, m.name, m.value, m.unit, m.ts,
                                                   retain=retain, simulated=True)
-                    self.published_mqtt += 1
+                    with self._count_lock:
+                        self.published_mqtt += 1
+                        self.published[("mqtt", m.station, m.name)] += 1
                 except Exception:
                     log.exception("SIMULATED line: MQTT publish failed")
 
@@ -576,6 +584,7 @@ class LineSimulator:
 
         ms = self.model.advance(time.time() if now is None else now)
         mqtt_sel = self.settings.mqtt_values
+        opcua_sel = self.settings.opcua_values
         for m in ms:
             key = (m.station, m.name)
             nid = self._vars.get(key)
@@ -584,6 +593,9 @@ class LineSimulator:
                 await self.server.write_attribute_value(nid, ua.DataValue(
                     ua.Variant(m.value, self._vtypes[key]), SourceTimestamp=dt, ServerTimestamp=dt))
                 self.written_opcua += 1
+                if m.name in opcua_sel.get(m.station, ()):
+                    with self._count_lock:
+                        self.published[("opcua", m.station, m.name)] += 1
             if self._pub_queue is not None and m.name in mqtt_sel.get(m.station, ()):
                 self._pub_queue.put((m, m.station == "mixer"))   # batch values retained: a late twin gets them
         self.ticks += 1
@@ -591,7 +603,10 @@ class LineSimulator:
 
     async def run(self, duration: float | None = None) -> None:
         """Tick every ``period_s`` until ``duration`` seconds have passed or :meth:`stop` is called."""
-        self._stop = asyncio.Event()
+        if self._stop is None:
+            self._stop = asyncio.Event()
+        if self._stop.is_set():
+            return
         period = self.settings.period_s
         t0 = time.monotonic()
         next_t = t0 + period
@@ -620,9 +635,21 @@ class LineSimulator:
             srv, self.server = self.server, None
             await srv.stop()
 
-    def start_thread(self, duration: float | None = None, timeout: float = 30.0) -> "LineSimulator":
-        """Start and run in a daemon thread with its own event loop; returns once the server is up."""
+    def release(self) -> None:
+        """Let a simulator started with ``start_thread(hold=True)`` begin ticking."""
+        self._go.set()
+
+    def start_thread(self, duration: float | None = None, timeout: float = 30.0,
+                     hold: bool = False) -> "LineSimulator":
+        """Start and run in a daemon thread with its own event loop; returns once the server is up.
+
+        The first tick (batch 1 and every station's first value) is done at start. With ``hold=True`` the
+        simulator then waits for :meth:`release` before ticking on, so a twin can subscribe first: an OPC UA
+        subscription sees the value a variable holds when it is created, not the ones written before.
+        """
         failure: list[BaseException] = []
+        if not hold:
+            self._go.set()
 
         def main():
             loop = asyncio.new_event_loop()
@@ -636,6 +663,8 @@ class LineSimulator:
                     self.started.set()
                     return
                 try:
+                    while not self._go.is_set() and not (self._stop is not None and self._stop.is_set()):
+                        await asyncio.sleep(0.02)
                     await self.run(duration)
                 finally:
                     await self.stop()
@@ -654,8 +683,10 @@ class LineSimulator:
         return self
 
     def stop_thread(self, timeout: float = 20.0) -> None:
+        """Stop the thread: ticking ends, MQTT messages are flushed to the broker, the server stops."""
         if self._thread is None:
             return
+        self._go.set()
         loop = self._loop
         if loop is not None and not loop.is_closed() and self._stop is not None:
             loop.call_soon_threadsafe(self._stop.set)
