@@ -126,7 +126,8 @@ def test_cell_step_is_pluggable(paper_scenario):
     p = Predictor(paper_scenario, UpdateConfig(samples=2000, spec={"capacity": (2.35, None)}), cell=LinearCell())
     pred, _ = p.predict(snap({"m_dry": (14.3, 0.0, 1)}))
     assert pred.model == "chain+cell"
-    assert q(pred, "capacity")["mean"] == pytest.approx(0.1686 * q(pred, "m_dry")["mean"], rel=1e-6)
+    # the cell step runs on a by-weight subsample of the chain samples
+    assert q(pred, "capacity")["mean"] == pytest.approx(0.1686 * q(pred, "m_dry")["mean"], rel=2e-3)
     assert "p_out" in q(pred, "capacity") and "energy_density" in pred.summary["quantities"]
 
 

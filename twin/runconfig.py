@@ -115,7 +115,8 @@ class ModelSection(_Strict):
     min_ess: float = Field(200.0, ge=1)
     alert_p_out: float = Field(0.05, gt=0, le=1)
     histogram_bins: int = Field(24, ge=4, le=200)
-    hold_s: float = Field(60.0, ge=0)   # a process parameter's last reading holds this long for later segments
+    hold_s: float = Field(60.0, ge=0)
+    cell_samples: int = Field(2000, ge=100, le=10_000_000)   # a process parameter's last reading holds this long for later segments
 
 
 class Uncertainty(_Strict):
@@ -219,7 +220,7 @@ class TwinSettings(_Strict):
         d = self.uncertainty.get("default")
         default = SensorUncertainty(d.std, d.rel_std) if d else SensorUncertainty(rel_std=0.005)
         return UpdateConfig(m.samples, m.seed, sensors, default, {n: _range(r, n) for n, r in self.spec.items()},
-                            m.alert_p_out, m.min_ess, m.histogram_bins)
+                            m.alert_p_out, m.min_ess, m.histogram_bins, m.cell_samples)
 
     def scenario_path(self) -> str | None:
         s = self.model.scenario
