@@ -346,17 +346,50 @@ def _box(cfg: CellConfig) -> DesignSpace:
     return DesignSpace(names, tuple(lows), tuple(highs))
 
 
-def design_of_experiments(box: DesignSpace, n: int, seed: int) -> np.ndarray:
-    """``n`` scrambled Sobol' points uniform in the box, shape (n, d), columns in ``box.names`` order."""
+def _constraints(cfg: CellConfig) -> dict[str, tuple[float, float]]:
+    from models.cell_surrogate import DERIVED
+
+    raw = cfg.half_cell.get("surrogate", {}).get("constraints", {})
+    out = {}
+    for k, v in raw.items():
+        if k not in DERIVED:
+            raise CellConfigError(f"{cfg.directory / 'half_cell.toml'}: [surrogate] constraints: {k!r} is not one of "
+                                  f"{', '.join(DERIVED)}")
+        try:
+            lo, hi = (float(x) for x in v)
+        except (TypeError, ValueError):
+            raise CellConfigError(f"{cfg.directory / 'half_cell.toml'}: [surrogate] constraints: {k} must be "
+                                  f"[low, high]") from None
+        out[k] = (lo, hi)
+    return out
+
+
+def design_of_experiments(box: DesignSpace, n: int, seed: int, accept: Callable | None = None) -> np.ndarray:
+    """``n`` scrambled Sobol' points uniform in the box, shape (n, d), columns in ``box.names`` order.
+
+    ``accept(X) -> bool mask``: keep only accepted points (a design space cut by constraints); the sequence is
+    drawn on until ``n`` are accepted, in order.
+    """
     import warnings
 
     from scipy.stats import qmc
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # balance warning when n is not a power of 2
-        u = qmc.Sobol(len(box.names), scramble=True, seed=seed).random(n)
     lo, hi = np.asarray(box.low), np.asarray(box.high)
-    return lo + u * (hi - lo)
+    sobol = qmc.Sobol(len(box.names), scramble=True, seed=seed)
+    kept: list[np.ndarray] = []
+    have, drawn = 0, 0
+    while have < n:
+        if drawn > 64 * n + 1024:
+            raise ValueError(f"the constraints accept only {have} of {drawn} points of the box")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # balance warning when n is not a power of 2
+            X = lo + sobol.random(max(n - have, 16) if accept is not None else n) * (hi - lo)
+        drawn += len(X)
+        if accept is not None:
+            X = X[np.asarray(accept(X), bool)]
+        kept.append(X)
+        have += len(X)
+    return np.vstack(kept)[:n]
 
 
 def _parameter_record(cfg: CellConfig, materials: Materials) -> dict:
@@ -410,9 +443,18 @@ def train_surrogate(cfg: CellConfig | None = None, n_train: int | None = None, n
     say = progress or (lambda msg: None)
     mat = materials or paper_materials(cfg)
     box = _box(cfg)
+    constraints = _constraints(cfg)
     model = build_cell_model(cfg, mat)
-    X_train = design_of_experiments(box, n_train, seed)
-    X_test = design_of_experiments(box, n_test, seed + 1)
+    sp = structure_parameters(cfg).to_dict()
+    # an empty surrogate of this design space, to tell which DoE points its constraints accept
+    probe = CellSurrogate(box.names, CELL_OUTPUTS, box, np.zeros((1, len(box.names)), int),
+                          np.zeros((len(CELL_OUTPUTS), 1)), mat.to_dict(), structure=sp, constraints=constraints)
+
+    def accept(X):
+        return ~probe._violations(X, "")[0]
+
+    X_train = design_of_experiments(box, n_train, seed, accept)
+    X_test = design_of_experiments(box, n_test, seed + 1, accept)
     t0 = time.perf_counter()
     say(f"P2D on {n_train} training points of the design space ...")
     r_train = model.solve(*X_train.T)
@@ -424,7 +466,7 @@ def train_surrogate(cfg: CellConfig | None = None, n_train: int | None = None, n
     if local is not None:
         n = max(np.size(np.asarray(local[k])) for k in box.names)
         X_local = np.column_stack([np.broadcast_to(np.asarray(local[k], float), (n,)) for k in box.names])
-        X_local = X_local[~box.outside(X_local)]
+        X_local = X_local[accept(X_local)]
         say(f"P2D on {len(X_local)} held-out Monte Carlo samples of {local_name or 'the scenario'} ...")
         r_local = model.solve(*X_local.T)
     t3 = time.perf_counter()
@@ -441,7 +483,8 @@ def train_surrogate(cfg: CellConfig | None = None, n_train: int | None = None, n
                 "seed": seed},
         "p2d_seconds": {"train": round(t1 - t0, 2), "test": round(t2 - t1, 2), "local": round(t3 - t2, 2)},
     }
-    sur = fit_cell_surrogate(X_train, Y_train, box.names, CELL_OUTPUTS, box, mat.to_dict(), degree, q_norm, info)
+    sur = fit_cell_surrogate(X_train, Y_train, box.names, CELL_OUTPUTS, box, mat.to_dict(), degree, q_norm, info,
+                             sp, constraints)
     Y_hat = sur.predict(X_test)
     sur.metrics["validation"] = _scores(Y_test, Y_hat)
     sur.metrics["p2d_failures"] = {"train": r_train.failure_summary(), "test": r_test.failure_summary()}
