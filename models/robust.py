@@ -200,13 +200,13 @@ def robust_setpoints(model: Callable[[dict], Mapping], marginals_at: Callable[[d
             return -_smoothed_share(prob.values(prob.x_of(s)), limits, h)
 
         scored = sorted(((f(s), i) for i, s in enumerate(cands)), key=lambda t: t[0])
-        starts = [cands[i] for _, i in scored[:3]]
-        if 0 not in [i for _, i in scored[:3]]:
+        starts = [cands[i] for _, i in scored[:2]]
+        if 0 not in [i for _, i in scored[:2]]:
             starts.append(s0)
         best = None
         for x0 in starts:
             res = _minimize(f, x0, method="Powell", bounds=[(0.0, 1.0)] * k,
-                            options={"xtol": 1e-4, "ftol": 1e-7, "maxfev": 400 * k})
+                            options={"xtol": 1e-3, "ftol": 1e-6, "maxfev": 150 * k})
             s = np.clip(res.x, 0, 1)
             exact = float(np.mean(in_spec(prob.values(prob.x_of(s)), limits)))
             key = (exact, -float(res.fun))
