@@ -12,8 +12,7 @@ from models.inverse import TargetUnreachable, solve_setpoints
 from models.robust import robust_setpoints
 from models.tolerance import SpecError, verify_share, widest_tolerances
 
-from .montecarlo import chain_for
-from .product import ProductModel
+from .product import ProductModel, analysis_chain
 from .scenario import FRACTIONS, Scenario
 from .sensitivity import load_cell, uncertain_inputs
 from .spec import Spec
@@ -30,10 +29,13 @@ class AnalysisInputError(ValueError):
 def product_model(spec: Spec, scenario: Scenario, cell=None, extra: tuple[str, ...] = ()) -> ProductModel:
     """The model that computes every limited quantity of ``spec`` (chain, plus the cell if needed).
 
+    Meta-models of the chain and the cell surrogate give NaN outside their design spaces: such samples count as
+    out of spec (nothing can be certified there) instead of stopping the search.
+
     ``cell``: a surrogate to use; loaded (design-space policy "nan": samples outside count as out of spec) when
     a limit needs it and none is given.
     """
-    chain = chain_for(scenario)
+    chain = analysis_chain(scenario)
     names = [l.name for l in spec.limits] + list(extra)
     if any(n in CELL_OUTPUTS for n in names) and cell is None:
         try:

@@ -9,12 +9,33 @@ the chain alone is much cheaper.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
+import models
 from models.chain import ProcessChain
 
-__all__ = ["ProductModel", "cell_inputs_from"]
+from .metamodels import load_metamodel
+
+__all__ = ["ProductModel", "cell_inputs_from", "analysis_chain"]
+
+
+@lru_cache(maxsize=8)
+def _nan_chain(paths: tuple[tuple[str, str, float], ...]) -> ProcessChain:
+    return models.build_chain([load_metamodel(p, policy="nan") for _, p, _ in paths])
+
+
+def analysis_chain(scenario) -> ProcessChain:
+    """The scenario's process chain with meta-models that return NaN outside their design space.
+
+    Tolerance and setpoint searches try wide input spreads; a sample a meta-model cannot vouch for (e.g. m_wet
+    below the drying DoE) must count as out of spec rather than abort the search (the twin's own chain,
+    :func:`twin.montecarlo.chain_for`, raises there).
+    """
+    key = tuple(sorted((out, str(p), Path(p).stat().st_mtime) for out, p in scenario.metamodel_paths.items()))
+    return _nan_chain(key)
 
 
 def cell_inputs_from(values: Mapping[str, object], cell, n: int | None = None,

@@ -88,8 +88,8 @@ def write_png(flows: Mapping, path: str | Path, title: str | None = None, dpi: i
     for l in links:
         out_w[l["source"]] += l["width"]
         in_w[l["target"]] += l["width"]
-    size = {k: max(out_w[k], in_w[k], 0.02) for k in out_w}
-    gap = 0.06
+    size = {k: max(out_w[k], in_w[k], 0.03) for k in out_w}
+    gap = 0.09
     col_total = {L: sum(size[n["name"]] for n in nodes if n["layer"] == L) for L in _LAYERS}
     col_n = {L: sum(1 for n in nodes if n["layer"] == L) for L in _LAYERS}
     height = max(col_total[L] + gap * max(col_n[L] - 1, 0) for L in _LAYERS) or 1.0

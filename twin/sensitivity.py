@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from models.quantities import QUANTITIES
-from models.sensitivity import ancova, sankey_flows
+from models.sensitivity import ancova, chaos_sobol, sankey_flows
 
 from .montecarlo import chain_for, ordered, run
 from .product import cell_inputs_from
@@ -74,7 +74,7 @@ def chain_sensitivity(scenario: Scenario, samples: Mapping[str, object] | None =
 
 
 def cell_sensitivity(samples: Mapping[str, object], cell, degree: int = 3, n_boot: int = DEFAULT_BOOT,
-                     seed: int = 0, close_pb: bool = True) -> dict:
+                     seed: int = 0, close_pb: bool = True, independent: bool = False) -> dict:
     """ANCOVA indices of the cell model's outputs w.r.t. its inputs, on chain Monte Carlo samples.
 
     Parameters
@@ -84,6 +84,8 @@ def cell_sensitivity(samples: Mapping[str, object], cell, degree: int = 3, n_boo
         drop samples outside its design space instead of failing (they are counted in ``dropped``)
     degree : degree of the expansion supplying the first-order terms
     close_pb : the paper's convention w_pb = 1 - w_am - w_ca (then w_pb is not an input of the analysis)
+    independent : also give Sobol' indices for the same marginals without correlation (``independent``), the
+        reference for reading the correlated shares
 
     The result also holds the inputs' correlation matrix (``correlation``, the analogue of the paper's eq. 17).
     """
@@ -100,6 +102,22 @@ def cell_sensitivity(samples: Mapping[str, object], cell, degree: int = 3, n_boo
     res["correlation"] = {"names": inputs, "matrix": np.round(R, 4).tolist()}
     res["mean"] = {o: float(np.nanmean(np.asarray(Y[o], float))) for o in outputs}
     res["std"] = {o: float(np.nanstd(np.asarray(Y[o], float), ddof=1)) for o in outputs}
+    if independent:
+        # the same marginals without their correlation: permute every input's samples independently
+        rng = np.random.default_rng([int(seed), 0x1D])
+        Xi = dict(X)
+        for k in inputs:
+            Xi[k] = np.asarray(X[k], float)[rng.permutation(n)]
+        if "w_pb" in cell.inputs and close_pb and "w_pb" not in inputs:
+            Xi["w_pb"] = 1.0 - Xi["w_am"] - Xi["w_ca"]
+        Yi = cell(Xi)
+        sob = chaos_sobol(Xi, Yi, inputs, outputs, degree=degree, n_boot=n_boot, seed=seed)
+        res["independent"] = {
+            "note": "Sobol' indices with the same marginals but independent inputs (samples permuted): what the "
+                    "indices would be without the correlation the process chain creates",
+            "indices": sob["indices"], "r2": sob["r2"],
+            "mean": {o: float(np.nanmean(np.asarray(Yi[o], float))) for o in outputs},
+            "std": {o: float(np.nanstd(np.asarray(Yi[o], float), ddof=1)) for o in outputs}}
     return res
 
 
@@ -127,11 +145,12 @@ def load_cell(policy: str = "auto", design_policy: str = "nan"):
 
 def refresh(scenario: Scenario, cell=None, samples: Mapping[str, object] | None = None, n: int = DEFAULT_SAMPLES,
             seed: int = 0, n_boot: int = DEFAULT_BOOT, chain_degree: int = 2, cell_degree: int = 3,
-            sobol: bool = True) -> dict:
+            sobol: bool = True, independent: bool = False) -> dict:
     """One sensitivity refresh: chain and (if a cell surrogate is given) cell indices, plus the Sankey flows.
 
     Returns ``{"scenario", "samples", "seed", "chain", "cell", "sankey", "seconds"}``; ``cell`` and ``sankey``
-    are ``None`` without a cell surrogate.
+    are ``None`` without a cell surrogate. ``independent`` adds the cell's Sobol' indices without the chain's
+    correlation (see :func:`cell_sensitivity`).
     """
     t0 = time.perf_counter()
     if samples is None:
@@ -142,7 +161,8 @@ def refresh(scenario: Scenario, cell=None, samples: Mapping[str, object] | None 
     cell_res = None
     flows = None
     if cell is not None:
-        cell_res = cell_sensitivity(samples, cell, degree=cell_degree, n_boot=n_boot, seed=seed)
+        cell_res = cell_sensitivity(samples, cell, degree=cell_degree, n_boot=n_boot, seed=seed,
+                                    independent=independent)
         flows = sankey_flows(chain, cell_res)
     t2 = time.perf_counter()
     return {"scenario": scenario.name, "samples": int(n_actual), "seed": seed, "chain": chain, "cell": cell_res,
