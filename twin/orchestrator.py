@@ -71,6 +71,7 @@ class Twin:
             if self._running:
                 return self
             self.resumed = self.resume()
+            self.warm_up()
             self.ingestor.start()
             self.updates.start()
             self.started_ts = time.time()
@@ -103,6 +104,15 @@ class Twin:
                 self.book.mark_dirty(line, int(r["segment"]))
                 stale += 1
         return {"lines": loaded, "measurements_loaded": recent, "segments_recomputed": stale}
+
+    def warm_up(self) -> None:
+        """One throw-away prediction, so that the first real one does not pay for imports and caches."""
+        from .update import SegmentSnapshot
+
+        try:
+            self.predictor.predict(SegmentSnapshot(self.settings.line.id, 0, {}, None, None, None, 0, [], "coating"))
+        except Exception:  # a model problem shows (with an alert) on the first real prediction
+            log.debug("warm-up prediction failed", exc_info=True)
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until everything submitted is stored and every dirty segment has its prediction."""

@@ -46,11 +46,104 @@ def demo_settings(store: str, port: int, samples: int = 10_000):
     })
 
 
+def _line_process(conn, line: dict, seed: int, steps: list) -> None:
+    """The line side of the demo in a process of its own (so its OPC UA server and broker do not compete with
+    the twin for the GIL): the embedded MQTT broker and the SIMULATED line. Talks to the parent over ``conn``."""
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
+    # the OPC UA server's shutdown leaves asyncio tasks behind that asyncio reports; nothing is lost by it
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    from connectors.broker import EmbeddedBroker
+    from connectors.linesim import LineSimulator, SimSettings
+    from connectors.mqtt import MqttSettings
+
+    broker = sim = None
+    try:
+        broker = EmbeddedBroker().start()
+        sim_mqtt = MqttSettings(host="127.0.0.1", port=broker.port, protocol="3.1.1", username="linesim",
+                                client_id="electrode-twin-demo-line")
+        sim = LineSimulator(SimSettings(line=line, seed=seed, steps=steps), mqtt=sim_mqtt).start_thread(hold=True)
+        conn.send({"broker_port": broker.port, "endpoint": sim.endpoint,
+                   "opcua": sim.opcua_settings().model_dump(mode="json")})
+        while True:
+            msg = conn.recv()
+            if msg == "release":
+                sim.release()
+            elif msg == "stop":
+                break
+        sim.stop_thread()
+        conn.send({"ticks": sim.ticks, "published": {f"{t}/{st}/{n}": c for (t, st, n), c in
+                                                      sorted(sim.published.items())}})
+        # keep the broker up until the twin has taken what was published
+        conn.recv()
+    except (EOFError, KeyboardInterrupt):
+        pass
+    except BaseException as exc:
+        try:
+            conn.send({"error": f"{type(exc).__name__}: {exc}"})
+        except Exception:
+            pass
+    finally:
+        if sim is not None:
+            sim.stop_thread()
+        if broker is not None:
+            broker.stop()
+
+
+class LineSide:
+    """Parent-side handle of :func:`_line_process`."""
+
+    def __init__(self, line: dict, seed: int, steps: list):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_line_process, args=(child, line, seed, steps), name="twin-demo-line",
+                                daemon=True)
+        self.proc.start()
+        child.close()
+        if not self.conn.poll(60):
+            self.kill()
+            raise RuntimeError("the simulated line did not start within 60 s")
+        self.info = self.conn.recv()
+        if "error" in self.info:
+            self.kill()
+            raise RuntimeError(f"the simulated line could not start: {self.info['error']}")
+        self.result: dict | None = None
+
+    def release(self) -> None:
+        self.conn.send("release")
+
+    def stop_line(self) -> dict:
+        """Stop ticking and flush; what the line published."""
+        if self.result is None:
+            try:
+                self.conn.send("stop")
+                self.result = self.conn.recv() if self.conn.poll(60) else {"ticks": 0, "published": {},
+                                                                           "error": "no answer"}
+            except (OSError, EOFError):
+                self.result = {"ticks": 0, "published": {}, "error": "line process gone"}
+        return self.result
+
+    def close(self) -> None:
+        try:
+            self.conn.send("bye")
+        except (OSError, EOFError):
+            pass
+        self.proc.join(30)
+        self.kill()
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(10)
+
+
 def main(args) -> int:
     import logging
     import signal
     import sys
-    import time
 
     from twin.cli import UserInputError, emit_json
 
@@ -59,89 +152,74 @@ def main(args) -> int:
     out = sys.stderr if args.json else sys.stdout
     if args.duration is not None and args.duration <= 0:
         raise UserInputError(f"--duration {args.duration} must be positive")
-    from connectors.broker import EmbeddedBroker
-    from connectors.linesim import SIMULATED_BANNER, LineSimulator, SimSettings
+    from connectors.linesim import SIMULATED_BANNER
     from connectors.mqtt import MqttSettings
+    from connectors.opcua import OpcUaSettings
 
-    # the simulator says loudly (WARNING) that it is simulated; the summary says it once
-    logging.getLogger("connectors.linesim").setLevel(logging.ERROR)
     settings = demo_settings(args.store, args.port, args.samples)
-    broker = EmbeddedBroker().start()
-    runner = sim = None
+    steps = [] if args.no_step else [{"name": "flow_rate", "at_s": 35.0, "factor": 1.05}]
+    line = LineSide(settings.line.model_dump(), args.seed, steps)
+    runner = None
+    interrupted = False
     try:
-        twin_mqtt = MqttSettings(host="127.0.0.1", port=broker.port, protocol="3.1.1", username="twin",
-                                 client_id="electrode-twin-demo", lines=["line1"], ack="stored")
-        sim_mqtt = MqttSettings(host="127.0.0.1", port=broker.port, protocol="3.1.1", username="linesim",
-                                client_id="electrode-twin-demo-line")
-        steps = [] if args.no_step else [{"name": "flow_rate", "at_s": 35.0, "factor": 1.05}]
-        sim = LineSimulator(SimSettings(line=settings.line.model_dump(), seed=args.seed, steps=steps),
-                            mqtt=sim_mqtt).start_thread(hold=True)
+        twin_mqtt = MqttSettings(host="127.0.0.1", port=line.info["broker_port"], protocol="3.1.1",
+                                 username="twin", client_id="electrode-twin-demo", lines=["line1"], ack="stored")
         runner = Runner(settings)
         runner.add_mqtt(twin_mqtt)
         runner.add_publisher(twin_mqtt)
-        runner.add_opcua(sim.opcua_settings())
+        runner.add_opcua(OpcUaSettings.model_validate(line.info["opcua"]))
         try:
             runner.start()
         except OSError as exc:
             raise UserInputError(f"{exc}; give another --port (0: any free port)") from None
         runner.mqtt_sources[0].wait_subscribed(15)
-        _wait_opcua(runner, 15)
-        sim.release()
+        runner.opcua.subscribed.wait(15)
+        line.release()
         signal.signal(signal.SIGTERM, lambda *_: runner.request_stop())
-        print(f"{SIMULATED_BANNER}", file=out)
-        print(f"OPC UA {sim.endpoint}, MQTT 127.0.0.1:{broker.port} (embedded, MQTT 3.1.1), store {args.store}",
-              file=out)
+        print(SIMULATED_BANNER, file=out)
+        print(f"OPC UA {line.info['endpoint']}, MQTT 127.0.0.1:{line.info['broker_port']} (embedded amqtt, "
+              f"MQTT 3.1.1), store {args.store}", file=out)
         print(f"live page: {runner.web.url}   (Ctrl-C stops"
               + (f"; stopping by itself after {args.duration:g} s)" if args.duration else ")"), file=out, flush=True)
         try:
             runner.wait(args.duration)
         except KeyboardInterrupt:
-            print("stopping ...", file=out, flush=True)
-        # the line stops first and flushes what it published, then the twin stores and predicts the rest
-        sim.stop_thread()
-        _settle(runner, sim, 20)
+            interrupted = True
     except KeyboardInterrupt:
-        print("stopping ...", file=out, flush=True)
+        interrupted = True
     finally:
-        if sim is not None:
-            sim.stop_thread()
-        if runner is not None:
+        if interrupted:
+            print("stopping ...", file=out, flush=True)
+        # the line stops first and flushes what it published; the twin takes it in, then stops
+        result = line.stop_line()
+        if runner is not None and runner.twin.started_ts is not None:
+            want = sum(result.get("published", {}).values())
+            _settle(runner, want, 20)
+            logging.getLogger("connectors.opcua").setLevel(logging.ERROR)   # the server goes away now
+            logging.getLogger("asyncua").setLevel(logging.CRITICAL)
             runner.stop()
-        broker.stop()
+        line.close()
     st = runner.summary()
     runner.close()
-    st["simulator"] = {"ticks": sim.ticks, "published": {f"{t}/{s}/{n}": c for (t, s, n), c in
-                                                         sorted(sim.published.items())},
-                       "published_total": sum(sim.published.values()), "simulated": True}
+    st["simulator"] = {"ticks": result.get("ticks"), "published": result.get("published", {}),
+                       "published_total": sum(result.get("published", {}).values()), "simulated": True}
     if args.json:
         emit_json(st)
     else:
         print_summary(st, out)
-        print(f"simulated line: {sim.ticks} ticks, {st['simulator']['published_total']} values published "
-              f"(OPC UA and MQTT); `twin segments --store {args.store}` lists the segments", file=out)
+        print(f"simulated line: {st['simulator']['ticks']} ticks, {st['simulator']['published_total']} values "
+              f"published for the twin (OPC UA and MQTT); `twin segments --store {args.store}` lists the "
+              f"segments", file=out)
     return 0
 
 
-def _wait_opcua(runner, timeout: float) -> None:
-    import time
-
-    src = runner.opcua
-    ev = getattr(src, "subscribed", None) or getattr(src, "connected", None)
-    if ev is not None and hasattr(ev, "wait"):
-        ev.wait(timeout)
-        return
-    time.sleep(1.0)  # pragma: no cover - older connector without an event
-
-
-def _settle(runner, sim, timeout: float) -> None:
-    """Wait until the twin has received what the simulator published (or the timeout)."""
+def _settle(runner, want: int, timeout: float) -> None:
+    """Wait until the twin has received what the line published (or the timeout), then for its predictions."""
     import time
 
     end = time.monotonic() + timeout
-    want = sum(sim.published.values())
     while time.monotonic() < end:
-        got = runner.twin.ingestor.stats.received
-        if got >= want and runner.twin.ingestor.pending == 0:
+        if runner.twin.ingestor.stats.received >= want and runner.twin.ingestor.pending == 0:
             break
         time.sleep(0.1)
     runner.twin.drain(max(1.0, end - time.monotonic()))
