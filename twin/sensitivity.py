@@ -31,9 +31,10 @@ from .scenario import Scenario
 __all__ = ["DEFAULT_SAMPLES", "DEFAULT_BOOT", "uncertain_inputs", "chain_outputs", "chain_sensitivity",
            "cell_sensitivity", "refresh", "load_cell"]
 
-#: Monte Carlo samples of one refresh: bootstrap intervals of the leading indices are about +-0.01 wide
-#: (bench/bench_sensitivity.py shows the convergence and the time).
-DEFAULT_SAMPLES = 10_000
+#: Monte Carlo samples of one refresh: the 95 % bootstrap intervals of the leading chain and capacity indices are
+#: then about 0.01 wide (energy density's, which are ~2 in size, about 0.07) and a refresh takes ~0.5 s on
+#: 2 cores (bench/bench_sensitivity.py --convergence shows both against the sample size).
+DEFAULT_SAMPLES = 20_000
 #: Bootstrap resamples for the confidence intervals.
 DEFAULT_BOOT = 100
 
