@@ -64,6 +64,12 @@ class MosquittoProcess:
         out = []
         replace = {"persistence_location": f"{self.workdir}/", "log_dest": f"file {self.log_path}",
                    **self.overrides}
+        if os.geteuid() == 0 and "user" not in replace:
+            # Started as root, Mosquitto drops to the user "mosquitto" before writing its database and log;
+            # that user cannot write a private temporary directory, so persistence would silently fail at
+            # shutdown ("Error saving in-memory database ... Permission denied") and a restart would lose
+            # the queued messages. A private test broker on loopback may stay root.
+            replace["user"] = "root"
         done = set()
         for line in self.config_source.read_text().splitlines():
             key = line.split("#", 1)[0].split()
@@ -111,9 +117,13 @@ class MosquittoProcess:
         raise RuntimeError(f"mosquitto did not listen on 127.0.0.1:{self.port} within {timeout} s")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM (clean shutdown, persistence written), SIGKILL if it does not exit in ``timeout``."""
+        """SIGTERM (clean shutdown, persistence written), SIGKILL if it does not exit in ``timeout``.
+
+        Raises ``RuntimeError`` if Mosquitto reports that it could not save its database.
+        """
         if self.proc is None:
             return
+        before = len(self.log_lines())
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -124,6 +134,9 @@ class MosquittoProcess:
         if self.proc.stderr:
             self.proc.stderr.close()
         self.proc = None
+        failed = [ln for ln in self.log_lines()[before:] if "Error saving" in ln or "Permission denied" in ln]
+        if failed:
+            raise RuntimeError(f"mosquitto on port {self.port} could not save its database: {' '.join(failed)}")
 
     def kill(self) -> None:
         """SIGKILL: a crash; what arrived since the last autosave is lost by the broker."""
