@@ -27,6 +27,7 @@ G. Blatman, B. Sudret, J. Comput. Phys. 230 (2011) 2345-2367 (sparse PCE by LARS
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,14 +48,12 @@ _CHUNK = 4096
 _MATERIAL_RTOL = 1e-6
 
 
-def _legendre_table(z: np.ndarray, degree: int) -> np.ndarray:
-    """Legendre polynomials P_0..P_degree (not normalized) of every column of z (n, d): shape (degree+1, d, n)."""
-    zt = np.ascontiguousarray(z.T)
-    out = np.empty((degree + 1,) + zt.shape)
+def _legendre_table(zt: np.ndarray, degree: int, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """Legendre polynomials P_0..P_degree (not normalized) of the rows of zt (d, n), written into ``out``
+    (degree+1, d, n); ``tmp`` is scratch space of zt's shape."""
     out[0] = 1.0
     if degree >= 1:
         out[1] = zt
-    tmp = np.empty_like(zt)
     for k in range(1, degree):
         # P_{k+1} = ((2k+1) z P_k - k P_{k-1}) / (k+1)
         np.multiply(zt, out[k], out=out[k + 1])
@@ -62,6 +61,27 @@ def _legendre_table(z: np.ndarray, degree: int) -> np.ndarray:
         np.multiply(out[k - 1], k / (k + 1), out=tmp)
         out[k + 1] -= tmp
     return out
+
+
+_BLAS = None
+
+
+def _single_threaded_blas():
+    """Context limiting BLAS to one thread. The surrogate's matrix products are small (tens x 4096): a second
+    BLAS thread buys nothing, and on a busy two-core machine waiting for it made calls up to 10x slower."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS = ThreadpoolController()
+        except Exception:  # noqa: BLE001 - without threadpoolctl the surrogate still works, just less steadily
+            _BLAS = False
+    if _BLAS is False:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 def q2(y, yhat) -> float:
@@ -125,6 +145,7 @@ class CellSurrogate:
                 raise ValueError("constraints need the cell inputs, the materials and the structure parameters "
                                  f"(missing: {', '.join(missing) or 'structure'})")
         self._factorize()
+        self._tls = threading.local()
 
     def derived(self, X) -> dict[str, np.ndarray]:
         """Structural quantities of :data:`DERIVED` computed from input rows X (columns in ``inputs`` order)."""
@@ -162,26 +183,53 @@ class CellSurrogate:
             np.add.at(C[o], (hinv, tinv), self.coef[o] * norm)
         self._C = C.reshape(p * P, Q)
 
+    def _work(self, m: int) -> dict[str, np.ndarray]:
+        """Scratch arrays for a chunk of m samples, kept per thread and reused: allocating fresh megabyte-sized
+        temporaries on every call costs more (page faults) than the arithmetic."""
+        cache = getattr(self._tls, "work", None)
+        if cache is None:
+            cache = self._tls.work = {}
+        w = cache.get(m)
+        if w is None:
+            if len(cache) >= 4:
+                cache.clear()
+            d, p = len(self.inputs), len(self.outputs)
+            w = cache[m] = {"zt": np.empty((d, m)), "tmp": np.empty((d, m)),
+                            "psi": np.empty((self._degree + 1, d, m)), "T": np.empty((len(self._tails), m)),
+                            "F": np.empty((len(self._tails), m)), "G": np.empty((self._C.shape[0], m)),
+                            "M": np.empty((len(self._heads), m)), "H": np.empty((len(self._heads), m)),
+                            "Y": np.empty((p, m))}
+        return w
+
     def _expand(self, z: np.ndarray) -> np.ndarray:
-        """Outputs at scaled inputs z (n, d) -> (n, p), factorized over the last (up to) two inputs.
+        """Outputs at scaled inputs z (m, d) -> (len(outputs), m), factorized over the last (up to) two inputs.
 
         y_o = sum_k c_ok prod_j psi_{a_kj}(z_j) is regrouped by the multi-index of the first d-2 inputs (head h)
         and of the last two (tail t): y_o = sum_h M_h(z) sum_t C_oht T_t(z), where M and T are products of
         univariate Legendre polynomials. The inner sum is one matrix product; the work per sample drops from
-        terms x inputs gathers to about (heads + tails) x 2, ~10x faster than the plain design matrix.
+        terms x inputs gathers to about (heads + tails) x 2, ~10x faster than the plain design matrix. The
+        returned array is scratch space: copy it before the next call.
         """
-        psi = _legendre_table(z, self._degree)  # (degree+1, d, n), plain Legendre P_a
+        m = z.shape[0]
+        w = self._work(m)
+        np.copyto(w["zt"], z.T)
+        psi = _legendre_table(w["zt"], self._degree, w["psi"], w["tmp"])  # (degree+1, d, m)
         h, tails, heads = self._h, self._tails, self._heads
-        T = psi[tails[:, 0], h]
+        T, F = w["T"], w["F"]
+        np.take(psi[:, h, :], tails[:, 0], axis=0, out=T, mode="clip")
         for j in range(1, tails.shape[1]):
-            T = T * psi[tails[:, j], h + j]
-        G = (self._C @ T).reshape(len(self.outputs), len(heads), -1)
+            np.take(psi[:, h + j, :], tails[:, j], axis=0, out=F, mode="clip")
+            T *= F
+        G = np.matmul(self._C, T, out=w["G"]).reshape(len(self.outputs), len(heads), m)
         if h == 0:
-            return G[:, 0, :].T
-        M = psi[heads[:, 0], 0]
+            np.copyto(w["Y"], G[:, 0, :])
+            return w["Y"]
+        M, H = w["M"], w["H"]
+        np.take(psi[:, 0, :], heads[:, 0], axis=0, out=M, mode="clip")
         for j in range(1, h):
-            M = M * psi[heads[:, j], j]
-        return np.einsum("hn,ohn->on", M, G).T
+            np.take(psi[:, j, :], heads[:, j], axis=0, out=H, mode="clip")
+            M *= H
+        return np.einsum("hn,ohn->on", M, G, out=w["Y"])
 
     # ----------------------------------------------------------------------------------------------------------
     # evaluation
@@ -236,8 +284,9 @@ class CellSurrogate:
                 warnings.warn(msg, UserWarning, stacklevel=2)
         z = self.design_space.scale(X)
         Y = np.empty((len(X), len(self.outputs)))
-        for start in range(0, len(X), _CHUNK):
-            Y[start:start + _CHUNK] = self._expand(z[start:start + _CHUNK])
+        with _single_threaded_blas():
+            for start in range(0, len(X), _CHUNK):
+                Y[start:start + _CHUNK] = self._expand(z[start:start + _CHUNK]).T
         if bad.any() and policy == "nan":
             Y[bad] = np.nan
         return Y
