@@ -151,3 +151,29 @@ def test_refresh_from_held_samples_is_the_same_analysis(paper_scenario, samples,
     links = {(l["source"], l["target"]) for l in res["sankey"]["links"]}
     assert ("x_solids", "m_dry") in links and ("m_dry", "capacity") in links and ("w_am", "energy_density") in links
     assert json.loads(json.dumps(res, allow_nan=False))["chain"]["inputs"] == chain_res["inputs"]
+
+
+def test_correlated_shares_obey_the_linear_identity(cell_res):
+    """For a near-linear model S_C_i = sum_j rho_ij sign(a_i a_j) sqrt(S_U_i S_U_j). Capacity rises with both w_am
+    and m_dry, which correlate at about -0.1, so both S_C are small and *negative* (Table 1 prints +0.02/+0.03,
+    which eq. 17's negative correlation cannot give; see README)."""
+    idx = cell_res["indices"]["capacity"]
+    R = np.array(cell_res["correlation"]["matrix"])
+    names = cell_res["correlation"]["names"]
+    rho = R[names.index("w_am"), names.index("m_dry")]
+    expected = rho * np.sqrt(idx["w_am"]["S_U"] * idx["m_dry"]["S_U"])
+    assert idx["w_am"]["S_C"] == pytest.approx(expected, abs=0.01)
+    assert idx["m_dry"]["S_C"] == pytest.approx(expected, abs=0.01)
+    assert idx["w_am"]["S_C"] < 0 and idx["m_dry"]["S_C"] < 0
+
+
+def test_closed_fractions_leave_w_pb_out(tmp_path):
+    from twin.scenario import load_scenario
+
+    f = tmp_path / "closed.toml"
+    f.write_text('extends = "paper_use_case"\nname = "closed"\n[options]\nclosed_fractions = true\n')
+    sc = load_scenario(f)
+    res = chain_sensitivity(sc, n=3000, n_boot=0)
+    assert "w_pb" not in res["inputs"] and "w_am" in res["inputs"] and "closed fractions" in res["note"]
+    assert "S1" not in res["indices"]["m_dry"]["w_am"]  # renormalized fractions are not independent
+    assert res["sum"]["rho_cal"]["S"] == pytest.approx(1.0, abs=0.02)

@@ -26,7 +26,7 @@ from models.sensitivity import ancova, chaos_sobol, sankey_flows
 
 from .montecarlo import chain_for, ordered, run
 from .product import cell_inputs_from
-from .scenario import Scenario
+from .scenario import FRACTIONS, Scenario
 
 __all__ = ["DEFAULT_SAMPLES", "DEFAULT_BOOT", "uncertain_inputs", "chain_outputs", "chain_sensitivity",
            "cell_sensitivity", "refresh", "load_cell"]
@@ -58,7 +58,8 @@ def chain_sensitivity(scenario: Scenario, samples: Mapping[str, object] | None =
                       seed: int = 0, degree: int = 2, n_boot: int = DEFAULT_BOOT, sobol: bool = True) -> dict:
     """ANCOVA indices (and Sobol' S1/ST) of every structural parameter w.r.t. the scenario's uncertain inputs.
 
-    Sobol' indices are added when the inputs are independent (no ``[correlation]``, fractions not closed).
+    Sobol' indices are added when the inputs are independent (no ``[correlation]``, fractions not closed). With
+    closed (renormalized) fractions w_pb is left out: it is 1 - w_am - w_ca.
 
     ``samples``: Monte Carlo samples of the chain (inputs and outputs) the caller already holds; drawn with
     :func:`twin.montecarlo.run` otherwise.
@@ -67,10 +68,17 @@ def chain_sensitivity(scenario: Scenario, samples: Mapping[str, object] | None =
         samples = run(scenario, n, seed)
     inputs = uncertain_inputs(scenario)
     outputs = chain_outputs(scenario, samples)
+    note = None
+    if scenario.closed_fractions and all(f in inputs for f in FRACTIONS):
+        # renormalized fractions sum to one: w_pb is 1 - w_am - w_ca, not a separate input
+        inputs.remove("w_pb")
+        note = "closed fractions: w_pb = 1 - w_am - w_ca is not a separate input; its effect is in w_am and w_ca"
     independent = scenario.correlation is None and not scenario.closed_fractions
     res = ancova(samples, samples, inputs, outputs, degree=degree, n_boot=n_boot, seed=seed,
                  sobol=sobol and independent, check=False)
     res["model"] = "process chain"
+    if note:
+        res["note"] = note
     return res
 
 

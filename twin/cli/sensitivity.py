@@ -83,7 +83,11 @@ def _main(args) -> int:
     chain = res["chain"]
     print(f"scenario {res['scenario']}: {res['samples']} samples, seed {res['seed']}, "
           f"{res['seconds']['total']:.2f} s")
-    print("\nProcess chain: ANCOVA S (= first-order Sobol' here: independent inputs) of each structural parameter")
+    indep = "S1" in chain["indices"][chain["outputs"][0]][chain["inputs"][0]]
+    print("\nProcess chain: ANCOVA S of each structural parameter"
+          + (" (= first-order Sobol': independent inputs)" if indep else " (inputs not independent: S_C in --json)"))
+    if chain.get("note"):
+        print(f"note: {chain['note']}")
     ins = chain["inputs"]
     print(f"{'':<14}" + "".join(f"{i[:12]:>13}" for i in ins) + f"{'sum':>8}{'R2':>8}")
     for o in chain["outputs"]:
