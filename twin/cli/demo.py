@@ -46,7 +46,7 @@ def demo_settings(store: str, port: int, samples: int = 10_000):
     })
 
 
-def _line_process(conn, line: dict, seed: int, steps: list) -> None:
+def _line_process(conn, line: dict, seed: int, steps: list, opcua_port: int = 0) -> None:
     """The line side of the demo in a process of its own (so its OPC UA server and broker do not compete with
     the twin for the GIL): the embedded MQTT broker and the SIMULATED line. Talks to the parent over ``conn``."""
     import logging
@@ -64,7 +64,8 @@ def _line_process(conn, line: dict, seed: int, steps: list) -> None:
         broker = EmbeddedBroker().start()
         sim_mqtt = MqttSettings(host="127.0.0.1", port=broker.port, protocol="3.1.1", username="linesim",
                                 client_id="electrode-twin-demo-line")
-        sim = LineSimulator(SimSettings(line=line, seed=seed, steps=steps), mqtt=sim_mqtt).start_thread(hold=True)
+        sim = LineSimulator(SimSettings(line=line, seed=seed, steps=steps, opcua_port=opcua_port),
+                            mqtt=sim_mqtt).start_thread(hold=True)
         conn.send({"broker_port": broker.port, "endpoint": sim.endpoint,
                    "opcua": sim.opcua_settings().model_dump(mode="json")})
         while True:
@@ -104,13 +105,13 @@ def _line_process(conn, line: dict, seed: int, steps: list) -> None:
 class LineSide:
     """Parent-side handle of :func:`_line_process`."""
 
-    def __init__(self, line: dict, seed: int, steps: list):
+    def __init__(self, line: dict, seed: int, steps: list, opcua_port: int = 0):
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_line_process, args=(child, line, seed, steps), name="twin-demo-line",
-                                daemon=True)
+        self.proc = ctx.Process(target=_line_process, args=(child, line, seed, steps, opcua_port),
+                                name="twin-demo-line", daemon=True)
         self.proc.start()
         child.close()
         if not self.conn.poll(60):
@@ -144,9 +145,10 @@ class LineSide:
         self.proc.join(30)
         self.kill()
 
-    def kill(self) -> None:
+    def kill(self, hard: bool = False) -> None:
+        """End the line process: SIGTERM, or SIGKILL with ``hard`` (a crash of the line's servers)."""
         if self.proc.is_alive():
-            self.proc.terminate()
+            self.proc.kill() if hard else self.proc.terminate()
             self.proc.join(10)
 
 
