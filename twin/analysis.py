@@ -130,6 +130,9 @@ def optimize_setpoints(spec: Spec, scenario: Scenario, cell=None, n: int | None 
             raise AnalysisInputError(f"[optimize] bounds {f} = [{lo:g}, {hi:g}] do not contain the scenario's "
                                      f"nominal {f} = {nominal[f]:g}")
     targets = dict(o.targets) or _default_targets(spec, chain)
+    if objective == "variance" and not o.minimize:
+        raise AnalysisInputError("[optimize] objective = \"variance\" needs minimize = NAME in the spec (the output "
+                                 "whose standard deviation is minimized)")
     if objective == "variance" and not o.targets:
         raise AnalysisInputError("[optimize] objective = \"variance\" needs targets = { NAME = MEAN, ... }")
     inverse: dict
