@@ -280,8 +280,7 @@ def _fit(X: Mapping[str, object], Y: Mapping[str, object], inputs: Sequence[str]
     try:
         coef_s, (c, dg) = _solve_gram(psi.T @ psi, psi.T @ Ys)
     except np.linalg.LinAlgError:
-        raise ValueError("the inputs are (nearly) collinear in the samples: one input is a function of the "
-                         "others; leave it out") from None
+        raise ValueError(_collinear_message(Xm, inputs)) from None
     from scipy.linalg import cho_solve
 
     lev = np.einsum("ij,ji->i", psi / dg, cho_solve(c, (psi / dg).T, check_finite=False))
@@ -293,6 +292,19 @@ def _fit(X: Mapping[str, object], Y: Mapping[str, object], inputs: Sequence[str]
     coef = coef_s * ystd
     coef[0] += ymean
     return ChaosExpansion(inputs, outputs, center, scale, offsets, mgram, indices, coef, r2, q2, n), psi, Ys
+
+
+def _collinear_message(Xm: np.ndarray, inputs: Sequence[str]) -> str:
+    """Name the inputs that are (nearly) a linear function of each other, from the smallest principal axis."""
+    involved = ""
+    if Xm.shape[1] > 1:
+        R = np.corrcoef(Xm, rowvar=False)
+        w, v = np.linalg.eigh(R)
+        if w[0] < 1e-6:
+            names = [n for n, a in zip(inputs, v[:, 0]) if abs(a) > 0.1]
+            involved = f" ({', '.join(names)})"
+    return (f"the inputs are (nearly) collinear in the samples{involved}: one is a function of the others; "
+            f"leave it out")
 
 
 # --------------------------------------------------------------------------------------------------------------

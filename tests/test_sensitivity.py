@@ -196,7 +196,7 @@ def test_bad_inputs_name_the_problem():
         fit_chaos({k: v[:20] for k, v in X.items()}, {"y": Y["y"][:20]}, degree=3)
     with pytest.raises(ValueError, match="output y has no variance"):
         ancova(X, {"y": np.ones(1000)})
-    with pytest.raises(ValueError, match="collinear"):
+    with pytest.raises(ValueError, match=r"collinear in the samples \(x0, x3\)"):
         ancova({**X, "x3": 2 * X["x0"] + 1}, Y, degree=1)
     design = sobol_design({"a": Normal(0, 1), "b": Normal(0, 1)}, 10, np.random.default_rng(0))
     with pytest.raises(ValueError, match="design has 40"):
