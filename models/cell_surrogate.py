@@ -147,6 +147,15 @@ class CellSurrogate:
         self._factorize()
         self._tls = threading.local()
 
+    def __getstate__(self):  # picklable (process pools): the per-thread scratch space stays behind
+        state = dict(self.__dict__)
+        state.pop("_tls", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._tls = threading.local()
+
     def derived(self, X) -> dict[str, np.ndarray]:
         """Structural quantities of :data:`DERIVED` computed from input rows X (columns in ``inputs`` order)."""
         X = np.atleast_2d(np.asarray(X, float))

@@ -85,6 +85,26 @@ def test_round_trip_through_json(toy, tmp_path):
         CellSurrogate.from_dict({"format": "something else"})
 
 
+def test_concurrent_calls_from_threads_give_the_sequential_results(toy):
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    batches = [BOX.low + rng.uniform(size=(5000 + 7 * i, 3)) * (np.asarray(BOX.high) - BOX.low) for i in range(8)]
+    expected = [toy.predict(X) for X in batches]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda X: toy.predict(X), batches * 3))
+    for i, y in enumerate(got):
+        np.testing.assert_array_equal(y, expected[i % len(batches)])
+
+
+def test_surrogate_pickles_for_process_pools(toy):
+    import pickle
+
+    back = pickle.loads(pickle.dumps(toy))
+    X = BOX.low + np.random.default_rng(4).uniform(size=(10, 3)) * (np.asarray(BOX.high) - BOX.low)
+    np.testing.assert_array_equal(back.predict(X), toy.predict(X))
+
+
 # -- the shipped surrogate -------------------------------------------------------------------------------------
 
 
