@@ -89,3 +89,17 @@ def test_calibrate_reports_the_calibration_without_writing(capsys):
 
     cal = load_cell_config().calibration
     assert doc["parameters"]["c_0"] == pytest.approx(cal["calibrated"]["c_0"], abs=0.01)
+
+
+@pytest.mark.slow
+def test_retrain_writes_a_validated_surrogate_and_its_parity_plot(capsys, tmp_path):
+    out, png = tmp_path / "s.json", tmp_path / "parity.png"
+    doc = _json(capsys, ["cell", "--retrain", "--train", "40", "--test", "8", "--output", str(out), "--plot",
+                         str(png), "--json"])
+    assert doc["surrogate"] == str(out) and png.read_bytes()[:4] == b"\x89PNG"
+    assert doc["metrics"]["validation"]["n"] == 8
+    assert doc["metrics"]["validation_local"]["samples_of"] == "paper_use_case"
+    assert doc["metrics"]["validation_local"]["n"] >= 100
+    # the new file works as the command's surrogate
+    again = _json(capsys, ["cell", "--samples", "300", "--surrogate", str(out), "--json"])
+    assert again["parameters"]["capacity"]["mean"] == pytest.approx(2.41, rel=0.01)

@@ -41,8 +41,9 @@ def add_parser(sub):
     act.add_argument("--calibrate", action="store_true",
                      help="calibrate c_0 of the P2D to the paper's capacity at its nominal structure and print it")
     act.add_argument("--retrain", action="store_true",
-                     help="run the P2D on a virtual DoE, fit the surrogate, validate it on held-out runs, write it "
-                          "and its parity plot")
+                     help="run the P2D on a virtual DoE, fit the surrogate, validate it on held-out runs (and on "
+                          "the scenario's Monte Carlo samples), write it and its parity plot; trained for the "
+                          "scenario's materials")
     p.add_argument("--write", action="store_true", help="with --calibrate: write config/cell/calibration.toml")
     p.add_argument("--train", type=int, metavar="N", help="with --retrain: training runs (default from "
                                                           "config/cell/half_cell.toml)")
@@ -82,17 +83,20 @@ def _calibrate(args) -> int:
 
 
 def _retrain(args) -> int:
-    from twin.cell import load_cell_config, parity_plot, save_surrogate, train_surrogate
+    from twin.cell import (load_cell_config, materials_of, paper_materials, parity_plot, save_surrogate,
+                           train_surrogate)
     from twin.cli import emit_json
     from twin.montecarlo import run
     from twin.scenario import load_scenario
 
     cfg = load_cell_config()
     scenario = load_scenario(args.scenario)
+    # trained for the scenario's materials (the paper's where the scenario does not give them)
+    materials = materials_of(scenario.nominal(), paper_materials(cfg))
     n_local = int(cfg.half_cell.get("surrogate", {}).get("n_local", 128))
     local = run(scenario, n_local, seed=args.seed + 1000) if n_local >= 2 else None
-    sur, val = train_surrogate(cfg, n_train=args.train, n_test=args.test, local=local, local_name=scenario.name,
-                               progress=_stderr)
+    sur, val = train_surrogate(cfg, n_train=args.train, n_test=args.test, materials=materials, local=local,
+                               local_name=scenario.name, progress=_stderr)
     path = save_surrogate(sur, args.output)
     plot = parity_plot(sur, val, args.plot)
     if args.json:
