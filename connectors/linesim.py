@@ -11,7 +11,8 @@ Physics (:class:`LineModel`, pure: no I/O, no clock; time is passed in):
   with correlation time ``correlation_time_s``; on top come **drifts** (``[drift]``, e.g. a calender heating
   up: ``gamma_c_intercept`` falling exponentially) and **step disturbances** (``[[steps]]``, e.g. the line load
   jumping by +8 N/mm at t = 120 s). Every published value carries sensor noise (``sensor_rel_std``).
-- **Slurry batches.** Every ``batch_period_s`` the mixer releases a new batch whose formulation (w_am, w_ca,
+- **Slurry batches.** Batch 1 was released one dead time before the start (it is at the die when the run
+  starts); from the start on, every ``batch_period_s`` the mixer releases a new batch whose formulation (w_am, w_ca,
   w_pb, x_solids) is drawn from the scenario's distributions; the mixer publishes ``batch_id`` and the batch's
   values with the release time as timestamp. The batch reaches the slot die ``feed_dead_time_s`` later: web
   coated at time t is coated from the batch released at or before ``t - feed_dead_time_s``.
@@ -310,6 +311,7 @@ class LineModel:
 
     def _slice_at(self, x: float) -> _Slice | None:
         """The web at coated length x (None if not coated yet in this run)."""
+        x += 1e-9          # a nanometre of slack: 3 s at 1 m/min is 0.05 m, not 0.04999999999999999 m
         if not self.slices or x < self.slices[0].x:
             return None
         lo, hi = 0, len(self.slices) - 1
@@ -330,7 +332,7 @@ class LineModel:
             first = _ms(t - self.settings.line.feed_dead_time_s)
             out += self._new_batch(first)
             period = self.settings.batch_period_s
-            self._next_batch_ts = first + period if period > 0 else math.inf
+            self._next_batch_ts = t + period if period > 0 else math.inf   # batch 2: one period after start
             dt = 0.0
         else:
             if t <= self._last_t:
@@ -473,8 +475,10 @@ class LineSimulator:
             vtype, init = ua.VariantType.String, ""
         else:
             vtype, init = ua.VariantType.Double, 0.0
-        dv = ua.DataValue(ua.Variant(init, vtype), StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))
-        var = await obj.add_variable(nid, ua.QualifiedName(name, idx), dv, varianttype=vtype)
+        var = await obj.add_variable(nid, ua.QualifiedName(name, idx), ua.Variant(init, vtype), varianttype=vtype)
+        # until the line produces a value, a reader gets "waiting for initial data", not a made-up zero
+        await var.write_value(ua.DataValue(ua.Variant(init, vtype),
+                                           StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)))
         if name in QUANTITIES:
             q = QUANTITIES[name]
             await var.add_property(0, "EngineeringUnits", ua.EUInformation(

@@ -388,6 +388,7 @@ class SourceStats:
     duplicates_flagged: int = 0  # messages the broker marked DUP (redelivery)
     connects: int = 0
     disconnects: int = 0
+    failed_attempts: int = 0  # connections refused or closed before CONNACK (wrong protocol, credentials ...)
     subscribe_failures: int = 0
     acked: int = 0
 
@@ -423,6 +424,7 @@ class MqttSource:
         self._client.manual_ack_set(True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._started = False
@@ -474,6 +476,7 @@ class MqttSource:
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         try:
             if reason_code.is_failure:
+                self.stats.failed_attempts += 1
                 log.error("MQTT %s: broker %s:%d refused the connection: %s", self.settings.client_id,
                           self.settings.host, self.settings.port, reason_code)
                 return
@@ -493,7 +496,19 @@ class MqttSource:
         except Exception:  # pragma: no cover - defensive: never raise into paho's loop
             log.exception("MQTT on_connect failed")
 
+    def _on_connect_fail(self, client, userdata):
+        self.stats.failed_attempts += 1
+        log.warning("MQTT %s: cannot reach %s:%d; paho retries", self.settings.client_id, self.settings.host,
+                    self.settings.port)
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        if not self.connected.is_set():
+            self.stats.failed_attempts += 1       # closed before a successful CONNACK
+            if self._started:
+                log.warning("MQTT %s: %s:%d closed the connection before accepting it (%s); is it MQTT %s?",
+                            self.settings.client_id, self.settings.host, self.settings.port, reason_code,
+                            self.settings.protocol)
+            return
         self.stats.disconnects += 1
         self.connected.clear()
         self.subscribed.clear()
