@@ -412,6 +412,7 @@ class MqttSource:
         self._sink = sink
         self._pattern = settings.pattern
         self._aliases = dict(settings.aliases)
+        self._topics: dict[str, tuple] = {}
         self._filters = settings.filters()
         self.stats = SourceStats()
         self.connected = threading.Event()
@@ -591,21 +592,30 @@ class MqttSource:
         return ack
 
     # -- parsing ------------------------------------------------------------------------------------------
-    def reading_from_message(self, topic: str, payload: bytes, received_ts: float) -> Reading | None:
-        """The reading of one message (``None`` for the twin's own output topics). Never raises on bad input."""
-        text, parsed = parse_payload(payload)
-        line, station, name, error = self.settings.line or "", "", None, None
+    def _map_topic(self, topic: str) -> tuple[str, str, str | None, str | None]:
+        """(line, station, canonical name or None, error or None) of a topic."""
         try:
             line, station, wire = self._pattern.parse(topic, self.settings.line)
         except TopicError as exc:
-            error = str(exc)
-        else:
-            if station == TWIN_STATION:
-                return None
-            name = self._aliases.get(topic) or self._aliases.get(wire) or (wire if is_known_name(wire) else None)
-            if name is None:
-                error = (f"topic {topic!r}: {wire!r} is not a canonical quantity or line signal "
-                         f"(map it in [mqtt.aliases])")
+            return self.settings.line or "", "", None, str(exc)
+        name = self._aliases.get(topic) or self._aliases.get(wire) or (wire if is_known_name(wire) else None)
+        if name is None:
+            return line, station, None, (f"topic {topic!r}: {wire!r} is not a canonical quantity or line signal "
+                                         f"(map it in [mqtt.aliases])")
+        return line, station, name, None
+
+    def reading_from_message(self, topic: str, payload: bytes, received_ts: float) -> Reading | None:
+        """The reading of one message (``None`` for the twin's own output topics). Never raises on bad input."""
+        text, parsed = parse_payload(payload)
+        mapped = self._topics.get(topic)
+        if mapped is None:
+            mapped = self._map_topic(topic)
+            if len(self._topics) >= 10_000:        # a line has a few dozen topics; bound a misbehaving sender
+                self._topics.clear()
+            self._topics[topic] = mapped
+        line, station, name, error = mapped
+        if station == TWIN_STATION:
+            return None
         return Reading(source="mqtt", address=topic, line=line, station=station, name=name, value=parsed.value,
                        unit=parsed.unit, source_ts=parsed.source_ts, server_ts=None, received_ts=received_ts,
                        status="Good", payload=text, error=error or parsed.error)

@@ -3,7 +3,8 @@
 Each of ``--vars`` Double variables ``ns=<idx>;s=Counter.c<i>`` (namespace ``urn:electrode-twin:test-counters``,
 EngineeringUnits "m/min") takes the values ``start, start + 1, ..., start + count - 1``, ``--rate`` writes per
 second per variable (0: as fast as the event loop allows), every write with its own SourceTimestamp; then the
-server keeps running (holding the last values) until it is killed. It prints ``ready <port>`` on stdout once it
+server keeps running (holding the last values) until it is killed (``--wait-go``: the writes start when a line
+arrives on stdin, so a client can subscribe first). It prints ``ready <port>`` on stdout once it
 listens and ``done <writes>`` after the last write. Being a separate process, it can be killed with SIGKILL,
 which is what "the OPC UA server dies" means in the tests.
 """
@@ -41,6 +42,8 @@ async def main(args) -> None:
         print(f"ready {args.port}", flush=True)
         if args.wait_start:
             await asyncio.sleep(args.wait_start)
+        if args.wait_go:                       # the bench subscribes first, then says go
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         t0 = time.perf_counter()
         writes = 0
         for k in range(args.count):
@@ -53,8 +56,8 @@ async def main(args) -> None:
             if args.rate > 0:
                 delay = t0 + (k + 1) / args.rate - time.perf_counter()
                 await asyncio.sleep(max(delay, 0.0))
-            elif k % 20 == 19:
-                await asyncio.sleep(0)      # let the publish loop run
+            else:
+                await asyncio.sleep(0)      # let the publish loop run between rounds
         print(f"done {writes} {time.perf_counter() - t0:.6f}", flush=True)
         while True:
             await asyncio.sleep(3600)
@@ -68,6 +71,7 @@ if __name__ == "__main__":
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--rate", type=float, default=100.0)
     p.add_argument("--wait-start", type=float, default=0.0, help="seconds between 'ready' and the first write")
+    p.add_argument("--wait-go", action="store_true", help="start writing after a line on stdin")
     try:
         asyncio.run(main(p.parse_args()))
     except KeyboardInterrupt:
