@@ -704,9 +704,11 @@ class MqttPublisher:
             return self._idle.wait_for(lambda: not self._unacked, timeout)
 
     def publish(self, topic: str, payload: bytes | str | Mapping, qos: int | None = None,
-                retain: bool = False) -> int:
+                retain: bool = False, timeout: float | None = None) -> int:
         """Publish; returns the message id. :class:`PublishError` if paho refuses or the window stays full.
 
+        ``timeout``: how long to wait for room in the window (default ``publish_timeout_s``; 0: do not wait,
+        for callers that must not stall, such as the twin's update loop publishing predictions).
         QoS 1 or 2 only: a QoS 0 message that meets a broken connection is gone, which this twin never wants.
         """
         import paho.mqtt.client as mqtt
@@ -716,9 +718,10 @@ class MqttPublisher:
             raise ValueError(f"qos = {qos}: the publisher sends QoS 1 or 2 only")
         if isinstance(payload, Mapping):
             payload = json.dumps(payload, allow_nan=False).encode()
-        if not self._slots.acquire(timeout=self.settings.publish_timeout_s):
+        wait = self.settings.publish_timeout_s if timeout is None else timeout
+        if not (self._slots.acquire(timeout=wait) if wait > 0 else self._slots.acquire(blocking=False)):
             raise PublishError(f"publish to {topic!r}: {self.pending} messages un-acknowledged by "
-                               f"{self.settings.host}:{self.settings.port} for {self.settings.publish_timeout_s} s "
+                               f"{self.settings.host}:{self.settings.port} for {wait:g} s "
                                f"(max_pending = {self.settings.max_pending}); is the broker reachable?")
         # Not under self._lock: paho calls on_publish while holding its own message lock, and publish() takes
         # that lock too; an acknowledgement that overtakes this registration is parked in self._early.
@@ -750,17 +753,18 @@ class MqttPublisher:
         return self.publish(self._pattern.topic(line, station, name), measurement_payload(value, unit, ts, **extra),
                             retain=retain)
 
-    def publish_prediction(self, line: str, segment: int | str, doc: Mapping) -> int:
+    def publish_prediction(self, line: str, segment: int | str, doc: Mapping, timeout: float | None = None) -> int:
         """A segment's prediction on ``electrode/{line}/twin/predictions/{segment}``."""
-        return self.publish(f"electrode/{_level(line)}/{TWIN_STATION}/predictions/{_level(str(segment))}", doc)
+        return self.publish(f"electrode/{_level(line)}/{TWIN_STATION}/predictions/{_level(str(segment))}", doc,
+                            timeout=timeout)
 
-    def publish_alert(self, line: str, doc: Mapping) -> int:
+    def publish_alert(self, line: str, doc: Mapping, timeout: float | None = None) -> int:
         """An alert on ``electrode/{line}/twin/alerts``."""
-        return self.publish(f"electrode/{_level(line)}/{TWIN_STATION}/alerts", doc)
+        return self.publish(f"electrode/{_level(line)}/{TWIN_STATION}/alerts", doc, timeout=timeout)
 
-    def publish_recommendation(self, line: str, doc: Mapping) -> int:
+    def publish_recommendation(self, line: str, doc: Mapping, timeout: float | None = None) -> int:
         """A setpoint recommendation on ``electrode/{line}/twin/recommendations``."""
-        return self.publish(f"electrode/{_level(line)}/{TWIN_STATION}/recommendations", doc)
+        return self.publish(f"electrode/{_level(line)}/{TWIN_STATION}/recommendations", doc, timeout=timeout)
 
     # -- paho callbacks ---------------------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):
