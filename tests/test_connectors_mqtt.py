@@ -259,6 +259,8 @@ def test_publisher_bounds_in_flight_and_raises_naming_the_topic_when_the_broker_
         assert pub.pending == 5
         with pytest.raises(PublishError, match="electrode/line1/gauges/m_wet.*5 messages un-acknowledged"):
             pub.publish_value("line1", "gauges", "m_wet", 5.0, "mg/cm2", time.time())
+        with pytest.raises(PublishError, match="electrode/line1/twin/predictions/12.* for 0 s"):
+            pub.publish_prediction("line1", 12, {"m_dry": 14.3}, timeout=0)     # an update loop must not stall
         with pytest.raises(ValueError, match="QoS 1 or 2 only"):
             pub.publish("electrode/line1/gauges/m_wet", b"{}", qos=0)
     finally:

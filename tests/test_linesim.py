@@ -215,3 +215,20 @@ def test_server_says_it_is_simulated_exposes_every_station_and_takes_advice():
             await sim.stop()
 
     asyncio.run(main())
+
+
+@pytest.mark.integration
+def test_twin_simulate_runs_the_simulated_line_standalone_and_says_so():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "twin.cli", "simulate", "--opcua-port", "0", "--no-mqtt",
+                          "--duration", "1.5", "--seed", "4", "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["simulated"] is True and doc["ticks"] >= 2 and doc["batches"] == ["B0001"]
+    assert doc["published"]["opcua/coater/web_speed"] == doc["ticks"]
+    assert "SIMULATED" in out.stderr
+    bad = subprocess.run([sys.executable, "-m", "twin.cli", "simulate", "--mqtt", "nohost"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "--mqtt 'nohost' is not HOST:PORT" in bad.stderr
