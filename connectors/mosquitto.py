@@ -50,7 +50,12 @@ class MosquittoProcess:
     """
 
     def __init__(self, workdir: str | os.PathLike, port: int | None = None, overrides: dict[str, str] | None = None,
-                 config: str | os.PathLike | None = None):
+                 config: str | os.PathLike | None = None, tls: dict[str, str] | None = None,
+                 passwords: dict[str, str] | None = None):
+        """``tls``: {"certfile", "keyfile", "cafile" (optional), "require_certificate" (optional)} for a TLS
+        listener; ``passwords``: user -> password (anonymous clients are then refused)."""
+        self.tls = dict(tls or {})
+        self.passwords = dict(passwords or {})
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or _free_port()
@@ -64,6 +69,9 @@ class MosquittoProcess:
         out = []
         replace = {"persistence_location": f"{self.workdir}/", "log_dest": f"file {self.log_path}",
                    **self.overrides}
+        if self.passwords:
+            replace["allow_anonymous"] = "false"
+            replace["password_file"] = str(self.workdir / "passwd")
         if os.geteuid() == 0 and "user" not in replace:
             # Started as root, Mosquitto drops to the user "mosquitto" before writing its database and log;
             # that user cannot write a private temporary directory, so persistence would silently fail at
@@ -79,7 +87,7 @@ class MosquittoProcess:
             k = key[0]
             if k == "listener":
                 if "listener" not in done:
-                    out.append(f"listener {self.port} 127.0.0.1")
+                    out.extend(self._listener())
                     done.add("listener")
                 continue
             if k in ("certfile", "keyfile", "cafile", "password_file", "acl_file", "require_certificate",
@@ -95,11 +103,24 @@ class MosquittoProcess:
             if k not in done:
                 out.append(f"{k} {v}")
         if "listener" not in done:
-            out.append(f"listener {self.port} 127.0.0.1")
+            out.extend(self._listener())
         return "\n".join(out) + "\n"
+
+    def _listener(self) -> list[str]:
+        lines = [f"listener {self.port} 127.0.0.1"]
+        for k in ("certfile", "keyfile", "cafile", "require_certificate"):
+            if k in self.tls:
+                lines.append(f"{k} {self.tls[k]}")
+        return lines
 
     def start(self, timeout: float = 10.0) -> "MosquittoProcess":
         self.conf_path.write_text(self._config())
+        if self.passwords:
+            pw = self.workdir / "passwd"
+            pw.write_text("")
+            tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+            for user, password in self.passwords.items():
+                subprocess.run([tool, "-b", str(pw), user, password], check=True, capture_output=True)
         self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -438,3 +438,77 @@ def test_sink_that_raises_leaves_the_message_unacknowledged_instead_of_losing_it
     ok._on_message(ok._client, None, Msg())
     assert acked == [7]
     assert json.loads(Msg.payload)["value"] == 1.0
+
+
+def _tls_files(d):
+    """A throw-away CA and a server certificate for 127.0.0.1 / localhost signed by it (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "electrode-twin test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    files = {"cafile": d / "ca.pem", "certfile": d / "server.pem", "keyfile": d / "server.key"}
+    files["cafile"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files["certfile"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files["keyfile"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                   serialization.PrivateFormat.TraditionalOpenSSL,
+                                                   serialization.NoEncryption()))
+    return files
+
+
+@pytest.mark.integration
+def test_tls_with_password_from_a_file_connects_and_a_wrong_password_is_refused(tmp_path, monkeypatch):
+    from connectors.mosquitto import MosquittoProcess, mosquitto_binary
+
+    try:
+        mosquitto_binary()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    files = _tls_files(tmp_path)
+    with MosquittoProcess(tmp_path / "tls-broker", tls={k: str(v) for k, v in files.items()},
+                          passwords={"twin": "s3cret"}) as broker:
+        (tmp_path / "pw").write_text("s3cret\n")
+        line, sink = f"x{_uid()}", Collector()
+        secure = dict(port=broker.port, lines=[line], username="twin", password={"file": str(tmp_path / "pw")},
+                      tls={"ca_file": str(files["cafile"])})
+        src = MqttSource(MqttSettings(client_id=f"twin-{line}", **secure), sink).start()
+        pub = MqttPublisher(MqttSettings(client_id=f"pub-{line}", **secure)).start()
+        try:
+            assert src.wait_subscribed(15)
+            pub.publish_value(line, "calender", "h_cal", 48.4, "um", time.time())
+            assert pub.flush(15)
+            _wait(lambda: sink.values() == [48.4], 15, "the value over TLS")
+        finally:
+            pub.stop()
+            src.stop()
+        wrong = MqttSource(MqttSettings(client_id=f"intruder-{line}", **{**secure, "password": "guess"}),
+                           Collector()).start()
+        plain = MqttSource(MqttSettings(client_id=f"plain-{line}", port=broker.port, lines=[line]),
+                           Collector()).start()
+        try:
+            _wait(lambda: wrong.stats.failed_attempts >= 1, 20, "the broker to refuse the wrong password")
+            _wait(lambda: plain.stats.failed_attempts >= 1, 20, "the broker to refuse a client without TLS")
+            assert not wrong.connected.is_set() and not plain.connected.is_set()
+        finally:
+            wrong.stop()
+            plain.stop()
