@@ -27,6 +27,8 @@ import asyncio
 import logging
 import threading
 
+from .threadloop import close_loop
+
 __all__ = ["EmbeddedBroker"]
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ class EmbeddedBroker:
             try:
                 self._loop.run_until_complete(main())
             finally:
-                self._loop.close()
+                close_loop(self._loop)
 
         self._thread = threading.Thread(target=run, name="amqtt-broker", daemon=True)
         self._thread.start()

@@ -57,6 +57,7 @@ from models.quantities import QUANTITIES
 from models.uncertainty import Drift
 
 from .naming import OPCUA_OBJECTS, STATIONS
+from .threadloop import close_loop
 
 __all__ = ["SimSettings", "LineModel", "LineSimulator", "Measurement", "OPCUA_VALUES", "MQTT_VALUES",
            "STATION_VALUES", "NAMESPACE_URI", "SIMULATED_BANNER"]
@@ -424,7 +425,7 @@ class LineSimulator:
         self._vars: dict[tuple[str, str], Any] = {}
         self._vtypes: dict[tuple[str, str], Any] = {}
         self._publisher = None
-        self._pub_queue: queue.SimpleQueue | None = None
+        self._pub_queue: queue.Queue | None = None
         self._pub_thread: threading.Thread | None = None
         self.published_mqtt = 0      # MQTT messages handed to the publisher (acknowledged by the broker at stop())
         self.written_opcua = 0       # OPC UA variable writes (every variable, subscribed or not)
@@ -433,6 +434,8 @@ class LineSimulator:
         self.published: Counter = Counter()
         self._count_lock = threading.Lock()
         self._go = threading.Event()
+        self._paused = threading.Event()
+        self._ticking = threading.Lock()       # held while a tick writes (pause() waits for it)
         self.ticks = 0
         self.advice: list[dict] = []
         self._thread: threading.Thread | None = None
@@ -562,12 +565,13 @@ class LineSimulator:
 
         ms = self.mqtt_settings
         self._publisher = MqttPublisher(ms, client_id=f"{ms.client_id}-linesim").start()
-        self._pub_queue = queue.SimpleQueue()
+        self._pub_queue = q = queue.Queue()
 
         def work():
             while True:
-                item = self._pub_queue.get()
+                item = q.get()
                 if item is None:
+                    q.task_done()
                     return
                 try:
                     m, retain = item
@@ -578,6 +582,8 @@ class LineSimulator:
                         self.published[("mqtt", m.station, m.name)] += 1
                 except Exception:
                     log.exception("SIMULATED line: MQTT publish failed")
+                finally:
+                    q.task_done()
 
         self._pub_thread = threading.Thread(target=work, name="linesim-mqtt", daemon=True)
         self._pub_thread.start()
@@ -622,10 +628,42 @@ class LineSimulator:
                 break
             except asyncio.TimeoutError:
                 pass
-            await self.tick()
+            if self._paused.is_set():
+                next_t = time.monotonic() + period  # paused: the line stands, the servers keep serving
+                continue
+            with self._ticking:
+                if not self._paused.is_set():
+                    await self.tick()
             next_t += period
             if next_t < time.monotonic():          # fell behind (machine busy): skip, never burst
                 next_t = time.monotonic() + period
+
+    def pause(self, timeout: float = 30.0) -> bool:
+        """Stop ticking but keep the OPC UA server and the MQTT publisher up (call it from another thread
+        than the simulator's event loop, e.g. the one that called :meth:`start_thread`).
+
+        Returns once no tick is running any more and every MQTT message emitted so far is acknowledged by the
+        broker (False if that took longer than ``timeout``), so a twin can drain everything the simulator
+        counted in :attr:`published` before :meth:`stop_thread`. :meth:`resume` ticks on.
+        """
+        end = time.monotonic() + timeout
+        self._paused.set()
+        if not self._ticking.acquire(timeout=max(0.0, timeout)):
+            return False
+        self._ticking.release()
+        q = self._pub_queue
+        if q is not None:
+            with q.all_tasks_done:                 # every queued message handed to paho
+                while q.unfinished_tasks:
+                    if not q.all_tasks_done.wait(max(0.0, end - time.monotonic())):
+                        return False
+        if self._publisher is not None:
+            return self._publisher.flush(max(0.0, end - time.monotonic()))
+        return True
+
+    def resume(self) -> None:
+        """Tick on after :meth:`pause`."""
+        self._paused.clear()
 
     async def stop(self) -> None:
         if self._stop is not None:
@@ -676,7 +714,7 @@ class LineSimulator:
             try:
                 loop.run_until_complete(go())
             finally:
-                loop.close()
+                close_loop(loop)
 
         self._thread = threading.Thread(target=main, name="linesim", daemon=True)
         self._thread.start()

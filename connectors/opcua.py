@@ -57,6 +57,7 @@ from twin.readings import Reading
 from .naming import OPCUA_OBJECTS, is_known_name
 from .secrets import SecretRef
 from .sinks import Sink
+from .threadloop import close_loop
 
 __all__ = ["NodeSpec", "OpcUaSettings", "SecuritySettings", "AuthSettings", "AdvisorSettings", "OpcUaSource",
            "OpcUaAdvisor", "SourceStats", "status_name"]
@@ -438,7 +439,7 @@ class OpcUaSource:
             except asyncio.CancelledError:
                 pass
             finally:
-                loop.close()
+                close_loop(loop)
 
         self._thread = threading.Thread(target=main, name="opcua-source", daemon=True)
         self._thread.start()

@@ -232,3 +232,34 @@ def test_twin_simulate_runs_the_simulated_line_standalone_and_says_so():
     bad = subprocess.run([sys.executable, "-m", "twin.cli", "simulate", "--mqtt", "nohost"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "--mqtt 'nohost' is not HOST:PORT" in bad.stderr
+
+
+@pytest.mark.integration
+def test_pause_stops_the_line_but_keeps_serving_until_resumed():
+    from connectors.opcua import OpcUaSource
+    from connectors.sinks import CollectingSink
+
+    sim = LineSimulator(SimSettings(line=LINE, period_s=0.05)).start_thread()
+    src = None
+    try:
+        deadline = time.monotonic() + 20
+        while sim.ticks < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sim.pause(10)
+        ticks = sim.ticks
+        sink = CollectingSink()
+        src = OpcUaSource(sim.opcua_settings(publishing_ms=20), sink).start(timeout=20)
+        assert src.subscribed.is_set()                          # the server still serves while paused
+        time.sleep(0.3)                                         # six periods
+        assert sim.ticks == ticks
+        held = [r for r in sink.drain() if r.name == "web_speed"]
+        assert len(held) == 1                                   # the value it holds, nothing new
+        sim.resume()
+        deadline = time.monotonic() + 20
+        while sim.ticks < ticks + 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sim.ticks >= ticks + 3
+    finally:
+        if src is not None:
+            src.stop_thread()
+        sim.stop_thread()
