@@ -246,7 +246,8 @@ def test_a_segment_the_model_cannot_predict_gets_an_alert_not_a_crash(tmp_path, 
     book = SegmentBook({"line1": SegmentTracker(LineLayout())})
     loop = UpdateLoop(book, Predictor(paper_scenario, UpdateConfig(samples=500)), store)
     book.add([_m("flow_rate", 1, 696.0 * 60, 1.0), _m("flow_rate", 2, 696.0, 1.0)])  # 60x: beyond the meta-model
-    assert loop.run_once() == 1
+    assert loop.run_once() == 0      # segment 1: no prediction
+    assert loop.run_once() == 1      # segment 2
     (a,) = store.alerts()
     assert a["kind"] == "prediction_failed" and a["segment"] == 1 and "eps_dry" in a["message"]
     assert [s["segment"] for s in store.segments() if s["prediction"]] == [2]

@@ -71,6 +71,7 @@ class Twin:
             if self._running:
                 return self
             self.resumed = self.resume()
+            self.store.write_ingest((), (), (), {"config": self.settings.core_dict()})
             self.warm_up()
             self.ingestor.start()
             self.updates.start()

@@ -20,7 +20,7 @@ __all__ = ["recompute"]
 
 
 def recompute(store: Store, settings, predictor: Predictor, line: str | None = None,
-              first: int | None = None, last: int | None = None, batch: int = 32) -> dict:
+              first: int | None = None, last: int | None = None) -> dict:
     """Re-attribute every stored measurement and append a prediction for each segment in [first, last]."""
     layout = settings.layout()
     t0 = time.time()
@@ -34,7 +34,7 @@ def recompute(store: Store, settings, predictor: Predictor, line: str | None = N
             tr = trackers[r["line"]] = SegmentTracker(layout, WebTracker(history_s=float("inf")))
         tr.observe(r["name"], r["ts"], r["value"] if r["name"] == "web_speed" else r["text_value"])
     # 2. re-attribute every measurement
-    book = SegmentBook(trackers, keep_segments=10**9)
+    book = SegmentBook(trackers, keep_segments=10**9, hold=predictor.held_inputs(), hold_s=settings.model.hold_s)
     moved = total = 0
     rows = []
     for r in store.iter_measurements(line):
@@ -61,13 +61,13 @@ def recompute(store: Store, settings, predictor: Predictor, line: str | None = N
                                    snap.n_measurements, None))
     for i in range(0, len(seg_rows), 500):
         store.write_ingest((), (), seg_rows[i:i + 500], None)
-    loop = UpdateLoop(book, predictor, store, max_per_cycle=batch)
+    loop = UpdateLoop(book, predictor, store)
     for key in keys:
         book._dirty[key] = None
-    n = 0
-    while book.dirty_count:
-        n += loop.run_once()
+    loop.start()
+    loop.drain(timeout=max(60.0, 1.0 * len(keys)))
     loop.stop()
+    n = loop.predictions
     return {"measurements": total, "re_attributed": moved, "segments": len(keys), "predictions": n,
             "lines": sorted(trackers), "seconds": time.time() - t0}
 

@@ -143,7 +143,7 @@ class ValidationSection(_Strict):
     max_future_s: float = Field(5.0, ge=0)
     max_age_s: float = Field(86_400.0, gt=0)
     accept_status: list[str] = ["Good"]
-    limits: dict[str, list[float]] = {}
+    limits: dict[str, list[float | None]] = {}
 
 
 class MappingEntry(_Strict):
@@ -170,7 +170,7 @@ class TwinSettings(_Strict):
     store: StoreSection = StoreSection()
     model: ModelSection = ModelSection()
     uncertainty: dict[str, Uncertainty] = {}
-    spec: dict[str, list[float]] = {}
+    spec: dict[str, list[float | None]] = {}
     validation: ValidationSection = ValidationSection()
     mapping: dict[str, MappingEntry] = {}
     web: WebSection = WebSection()
@@ -201,6 +201,12 @@ class TwinSettings(_Strict):
                 except UnitError as exc:
                     raise ValueError(f"[mapping] {addr!r}: {exc}") from None
         return self
+
+    def core_dict(self) -> dict:
+        """The core's sections (no store, connectors or secrets): kept in the store so that commands working on a
+        store (recompute, dead-letter replay) use the configuration the twin ran with."""
+        return self.model_dump(mode="json", include={"line", "model", "uncertainty", "spec", "validation",
+                                                     "mapping"})
 
     # -- the core's objects -----------------------------------------------------------------------------------
     def layout(self) -> LineLayout:

@@ -174,12 +174,14 @@ def weighted_summary(samples: Mapping[str, np.ndarray], names: Iterable[str], w:
     t *= scale.astype(np.float32)[:, None]
     np.minimum(t, _FINE - 1, out=t)
     t += (np.arange(nq, dtype=np.float32) * _FINE)[:, None]
-    idx = t.astype(np.intp).ravel()
     if w is None:
+        idx = t.astype(np.intp).ravel()
         hist = np.bincount(idx, minlength=nq * _FINE).reshape(nq, _FINE) * (1.0 / n)
     else:
-        hist = np.bincount(idx, weights=np.broadcast_to(w, (nq, n)).ravel(), minlength=nq * _FINE
-                           ).reshape(nq, _FINE)
+        idx = t.astype(np.intp)
+        hist = np.empty((nq, _FINE))
+        for j in range(nq):   # one weighted bincount per row: no (nq, n) copy of the weights
+            hist[j] = np.bincount(idx[j] - j * _FINE, weights=w, minlength=_FINE)
     cum = np.zeros((nq, _FINE + 1))
     np.cumsum(hist, axis=1, out=cum[:, 1:])
     grid = np.arange(_FINE + 1, dtype=float)
@@ -276,6 +278,7 @@ class SegmentBook:
         self._batch_cache: dict[tuple[str, float, float], tuple[int, dict]] = {}
         self._pending: dict[tuple[str, int], list[float]] = {}
         self._dirty: collections.OrderedDict = collections.OrderedDict()
+        self._claimed: set[tuple[str, int]] = set()
         self._newest: dict[str, int] = {}
         self._origin: dict[str, float] = {}
         self.wake = threading.Event()
@@ -420,15 +423,29 @@ class SegmentBook:
                                self._origin.get(line), self._seg_n.get(key, 0),
                                self._pending.pop(key, []), STAGES[stage_idx])
 
-    def take_dirty(self, max_n: int | None = None) -> list[SegmentSnapshot]:
-        """Snapshots of the dirty segments (oldest first), clearing them."""
+    def take_dirty(self, max_n: int | None = None, claim: bool = False) -> list[SegmentSnapshot]:
+        """Snapshots of the dirty segments (oldest first), clearing them. With ``claim`` the segments are
+        reserved for the caller until :meth:`release` (another worker skips them meanwhile)."""
         with self._lock:
-            keys = list(self._dirty)[: max_n or None]
+            keys = []
+            for key in self._dirty:
+                if claim and key in self._claimed:
+                    continue
+                keys.append(key)
+                if max_n and len(keys) >= max_n:
+                    break
             for key in keys:
                 del self._dirty[key]
-            if not self._dirty:
-                self.wake.clear()
+                if claim:
+                    self._claimed.add(key)
             return [self.snapshot(*key) for key in keys]
+
+    def release(self, line: str, k: int) -> None:
+        """The claim on a segment ends (its prediction is stored)."""
+        with self._lock:
+            self._claimed.discard((line, k))
+            if self._dirty:
+                self.wake.set()
 
     def mark_dirty(self, line: str, k: int) -> None:
         with self._lock:
@@ -673,16 +690,22 @@ class LatencyRecorder:
 
 
 class UpdateLoop:
-    """Thread that recomputes dirty segments, stores predictions and alerts, and tells listeners."""
+    """Worker threads that recompute dirty segments, store predictions and alerts, and tell listeners.
+
+    Each worker takes the oldest dirty segment that no other worker is computing, predicts it and commits the
+    prediction at once (numpy releases the GIL in its kernels, so two workers use both cores). A segment that
+    gets new measurements while it is computed becomes dirty again and is recomputed afterwards: one segment's
+    predictions are stored in order, and a burst of measurements costs one more prediction, not one each.
+    """
 
     def __init__(self, book: SegmentBook, predictor: Predictor, store: Store,
-                 listeners: Iterable[Callable[[Prediction, list[Alert]], None]] = (), max_per_cycle: int = 64,
+                 listeners: Iterable[Callable[[Prediction, list[Alert]], None]] = (), max_per_cycle: int = 1,
                  workers: int | None = None):
         import os
 
         self.book = book
-        self.workers = workers or min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-        self._pool = None
+        ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.workers = workers or min(2, ncpu)
         self.predictor = predictor
         self.store = store
         self.listeners = list(listeners)
@@ -691,49 +714,53 @@ class UpdateLoop:
         self.predictions = 0
         self.errors = 0
         self._alerted: set = set()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.idle = threading.Event()
-        self.idle.set()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+
+    @property
+    def idle(self) -> bool:
+        return self._busy == 0
 
     def start(self) -> "UpdateLoop":
-        self._thread = threading.Thread(target=self._run, name="twin-update", daemon=True)
-        self._thread.start()
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._run, name=f"twin-update-{i}", daemon=True)
+                         for i in range(self.workers)]
+        for t in self._threads:
+            t.start()
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self.book.wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
 
     def drain(self, timeout: float = 30.0) -> bool:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.book.dirty_count == 0 and self.idle.is_set():
+            if self.book.dirty_count == 0 and self._busy == 0:
                 return True
             time.sleep(0.005)
         return False
 
     def _run(self) -> None:
         while True:
-            if self.book.dirty_count == 0:
-                if self._stop.is_set():
-                    return
-                self.idle.set()
-                self.book.wake.wait(0.05)
-                continue
-            self.idle.clear()
             try:
-                self.run_once()
+                n = self.run_once()
             except Exception:
                 self.errors += 1
                 log.exception("update cycle failed")
                 time.sleep(0.2)
+                continue
+            if n == 0:
+                if self._stop.is_set() and self.book.dirty_count == 0:
+                    return
+                self.book.wake.wait(0.05)
+                if self.book.dirty_count == 0:
+                    self.book.wake.clear()
 
     def _predict(self, snap: SegmentSnapshot):
         try:
@@ -744,46 +771,47 @@ class UpdateLoop:
             return None, [Alert(snap.line, snap.segment, time.time(), "prediction_failed", None, None,
                                 f"segment {snap.segment}: no prediction from the measured values: {exc}")]
 
-    def run_once(self) -> int:
-        """Recompute the dirty segments once; how many."""
-        snaps = self.book.take_dirty(self.max_per_cycle)
-        if not snaps:
-            return 0
-        preds, alerts = [], []
-        if len(snaps) > 1 and self.workers > 1:
-            # numpy releases the GIL in its kernels: independent segments run on both cores
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="twin-predict")
-            results = list(self._pool.map(self._predict, snaps))
-        else:
-            results = [self._predict(snap) for snap in snaps]
-        for p, al in results:
-            if p is None:  # the model could not predict this segment: its alert says why
-                alerts.extend(a for a in al if (a.line, a.segment, a.kind, a.quantity) not in self._alerted)
-                for a in al:
-                    self._alerted.add((a.line, a.segment, a.kind, a.quantity))
-                continue
-            preds.append(p)
-            for a in al:
+    def _new_alerts(self, alerts: list[Alert]) -> list[Alert]:
+        out = []
+        with self._lock:
+            for a in alerts:
                 key = (a.line, a.segment, a.kind, a.quantity)
                 if key not in self._alerted:
                     self._alerted.add(key)
-                    alerts.append(a)
-        self.store.write_predictions(preds, alerts)
-        done = time.time()
-        for snap, (p, _) in zip(snaps, results):
-            if p is not None:
-                self.latency.add(done - t for t in snap.pending_received)
-        self.predictions += len(preds)
-        for p in preds:
-            mine = [a for a in alerts if a.segment == p.segment and a.line == p.line]
-            for cb in self.listeners:
+                    out.append(a)
+            if len(self._alerted) > 100_000:
+                self._alerted.clear()
+        return out
+
+    def run_once(self) -> int:
+        """Take up to ``max_per_cycle`` dirty segments, predict and store them; how many were predicted."""
+        with self._lock:
+            self._busy += 1
+        try:
+            snaps = self.book.take_dirty(self.max_per_cycle, claim=True)
+            if not snaps:
+                return 0
+            done = 0
+            for snap in snaps:
                 try:
-                    cb(p, mine)
-                except Exception:
-                    log.exception("prediction listener failed")
-        if len(self._alerted) > 100_000:
-            self._alerted.clear()
-        return len(preds)
+                    p, al = self._predict(snap)
+                    alerts = self._new_alerts(al)
+                    self.store.write_predictions([p] if p is not None else [], alerts)
+                    if p is None:
+                        continue
+                    t = time.time()
+                    with self._lock:
+                        self.latency.add(t - r for r in snap.pending_received)
+                        self.predictions += 1
+                    done += 1
+                    for cb in self.listeners:
+                        try:
+                            cb(p, alerts)
+                        except Exception:
+                            log.exception("prediction listener failed")
+                finally:
+                    self.book.release(snap.line, snap.segment)
+            return done
+        finally:
+            with self._lock:
+                self._busy -= 1

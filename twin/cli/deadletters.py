@@ -27,7 +27,7 @@ def add_parser(sub):
 def main(args) -> int:
     from twin.cli import emit_json
 
-    from .streaming import open_existing_store, settings_from_args
+    from .streaming import open_existing_store, settings_for_store, settings_from_args
 
     settings = settings_from_args(args)
     with open_existing_store(settings) as store:
@@ -45,7 +45,7 @@ def main(args) -> int:
         from twin.ingest import replay_dead_letters
         from twin.recompute import ingestor_for
 
-        out = replay_dead_letters(ingestor_for(store, settings), args.id)
+        out = replay_dead_letters(ingestor_for(store, settings_for_store(args, settings, store)), args.id)
         out["counts"] = store.counts()
     if args.json:
         emit_json(out)

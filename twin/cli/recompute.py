@@ -28,14 +28,16 @@ def main(args) -> int:
     from twin.scenario import load_scenario
     from twin.update import Predictor, load_cell_model
 
-    from .streaming import open_existing_store, settings_from_args
+    from .streaming import open_existing_store, settings_for_store, settings_from_args
 
     settings = settings_from_args(args)
-    if args.samples:
-        settings = settings.model_copy(update={"model": settings.model.model_copy(update={"samples": args.samples})})
-    predictor = Predictor(load_scenario(settings.scenario_path()), settings.update_config(),
-                          cell=load_cell_model(settings.model.cell))
     with open_existing_store(settings) as store:
+        settings = settings_for_store(args, settings, store)
+        if args.samples:
+            settings = settings.model_copy(update={"model": settings.model.model_copy(
+                update={"samples": args.samples})})
+        predictor = Predictor(load_scenario(settings.scenario_path()), settings.update_config(),
+                              cell=load_cell_model(settings.model.cell))
         out = recompute(store, settings, predictor, args.line, args.from_segment, args.to_segment)
     if args.json:
         emit_json(out)

@@ -28,6 +28,19 @@ def settings_from_args(args):
     return s
 
 
+def settings_for_store(args, settings, store):
+    """Without ``--config``: the core configuration the twin last ran with on this store (kept in it), with
+    ``--store``; with ``--config``: that file's."""
+    if getattr(args, "config", None):
+        return settings
+    saved = store.get_state("config")
+    if not saved:
+        return settings
+    from twin.runconfig import config_from_dict
+
+    return config_from_dict({**saved, "store": settings.store.model_dump(mode="json")})
+
+
 def open_existing_store(settings):
     """Open the configured store for reading; a missing SQLite file is the user's mistake (exit 2)."""
     from pathlib import Path
