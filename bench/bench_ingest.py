@@ -5,15 +5,16 @@ the same run.
                                            [--opcua-rounds 60] [--repeat 3] [--no-store]
 
 MQTT. A publisher *process* (plain paho, MQTT v5, QoS 1, at most 20,000 un-acknowledged) sends ``--mqtt-n``
-~100-byte measurement payloads as fast as the broker takes them to the consumer under test (persistent
-session, QoS 1), in three modes: "flood" -- the consumer is connected while the publisher sends as fast as it
-can, publisher, broker and consumer sharing the machine's two cores (on a plant the publishers sit elsewhere);
-"live@R" -- the same with the publisher held to R msg/s (``--mqtt-rates``): a rate close to R with zero loss
-means the path sustains R; "backlog" -- the messages wait in the consumer's session while it is away and the
-consumer then catches up (a twin restarting), with no publisher competing for the cores. Broker: a private Mosquitto started from deploy/mosquitto.conf on a free port
-(default), or ``--broker`` (e.g. the shared 127.0.0.1:1883; its default queue limit of 1000 messages drops
-messages when the consumer lags or is away, which the loss column then shows). Rate = messages / (last
-arrival - first arrival) at the consumer (store rows: to the last commit). Rows:
+~100-byte measurement payloads to the consumer under test (persistent session, QoS 1), in three modes:
+"flood" -- the consumer is connected while the publisher sends as fast as it can, publisher, broker and
+consumer sharing the machine's two cores (on a plant the publishers sit elsewhere); "live@R" -- the same with
+the publisher held to R msg/s (``--mqtt-rates``): a rate close to R with zero loss means the path sustains R;
+"backlog" -- the messages wait in the consumer's session while it is away and the consumer then catches up (a
+twin restarting), with no publisher competing for the cores. Broker: a private Mosquitto started from
+deploy/mosquitto.conf on a free port (default), or ``--broker`` (e.g. the shared 127.0.0.1:1883; its default
+queue limit of 1000 messages drops messages when the consumer lags or is away, which the loss column then
+shows). Rate = messages / (last arrival - first arrival) at the consumer (store rows: to the last commit).
+Rows:
   * bare paho (baseline)          -- paho Client, on_message appends the payload to a list: the library's ceiling
   * MqttSource -> queue           -- connectors.mqtt.MqttSource: topic and JSON parsed into a Reading, put on a
                                      queue.SimpleQueue (the connector's whole job)
@@ -423,14 +424,16 @@ def main(argv=None) -> int:
                 broker.stop()
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    ua_version = getattr(asyncua, "__version__", "")
     print(f"\nSustained ingestion, zero loss checked; medians of {args.repeat} runs on {cpus} cores; "
-          f"paho-mqtt {paho.mqtt.__version__}, asyncua {asyncua.__version__ if hasattr(asyncua, '__version__') else ''}")
+          f"paho-mqtt {paho.mqtt.__version__}, asyncua {ua_version}")
     if args.only != "opcua":
         print(f"MQTT: {args.mqtt_n:,} QoS 1 messages (v5, persistent session) per run via {broker_desc}")
     if args.only != "mqtt":
         print(f"OPC UA: {args.opcua_vars} variables x {args.opcua_rounds} rounds = "
               f"{args.opcua_vars * args.opcua_rounds:,} data changes per run, publishing interval 20 ms")
-    head = f"{'transport':<17} {'path':<38} {'rate [1/s]':>12} {'vs baseline':>12} {'lost':>6} {'dup':>6} {'dead-l.':>8}"
+    head = (f"{'transport':<17} {'path':<38} {'rate [1/s]':>12} {'vs baseline':>12} {'lost':>6} {'dup':>6} "
+            f"{'dead-l.':>8}")
     print(head)
     print("-" * len(head))
     ok = True

@@ -60,7 +60,7 @@ from .sinks import Sink
 from .threadloop import close_loop
 
 __all__ = ["NodeSpec", "OpcUaSettings", "SecuritySettings", "AuthSettings", "AdvisorSettings", "OpcUaSource",
-           "OpcUaAdvisor", "SourceStats", "status_name"]
+           "OpcUaAdvisor", "SourceStats", "build_client", "status_name"]
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,8 @@ class SecuritySettings(BaseModel):
     certificate: Path | None = None          # the client's application instance certificate (DER or PEM)
     private_key: Path | None = None
     private_key_password: SecretRef = SecretRef()
-    server_certificate: Path | None = None   # trusted server certificate; None: take the endpoint's (trust on first use)
+    # the trusted server certificate; None: take the one the endpoint presents (trust on first use)
+    server_certificate: Path | None = None
     application_uri: str = "urn:electrode-twin:client"   # must equal the URI in the client certificate
 
     @model_validator(mode="after")
@@ -303,15 +304,6 @@ def _epoch(dt: datetime | None) -> float | None:
     return None if t <= -11_644_473_600 + 1 else t
 
 
-def _plain(value: Any) -> Any:
-    """A value as the core expects it: numbers as float/int, strings as str, anything else unchanged."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, (int, float, str)):
-        return value
-    return value
-
-
 @dataclass
 class SourceStats:
     """Counters of an :class:`OpcUaSource`."""
@@ -470,39 +462,10 @@ class OpcUaSource:
 
     # -- one connection ---------------------------------------------------------------------------------
     async def _new_client(self):
-        from asyncua import Client, ua
-        from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
-
-        s = self.settings
-        c = Client(s.endpoint, timeout=s.timeout_s, watchdog_intervall=s.watchdog_s, auto_reconnect=False)
-        c.session_timeout = int(s.session_timeout_s * 1000)
-        c.name = c.description = "electrode-twin"
-        c.application_uri = s.security.application_uri
-        c.product_uri = "urn:electrode-twin"
-        if s.security.policy == "Basic256Sha256":
-            mode = getattr(ua.MessageSecurityMode, s.security.mode)
-            await c.set_security(SecurityPolicyBasic256Sha256, certificate=str(s.security.certificate),
-                                 private_key=str(s.security.private_key),
-                                 private_key_password=s.security.private_key_password.resolve(
-                                     "opcua.security.private_key_password"),
-                                 server_certificate=str(s.security.server_certificate)
-                                 if s.security.server_certificate else None, mode=mode)
-        a = s.auth
-        if a.method == "username":
-            c.set_user(a.username)
-            pw = a.password.resolve("opcua.auth.password")
-            if pw is not None:
-                c.set_password(pw)
-        elif a.method == "certificate":
-            await c.load_client_certificate(str(a.certificate))
-            await c.load_private_key(str(a.private_key), a.private_key_password.resolve(
-                "opcua.auth.private_key_password"))
-
         async def lost(exc):
             self._signal_lost(f"keep-alive failed: {_describe(exc)}")
 
-        c.connection_lost_callback = lost
-        return c
+        return await build_client(self.settings, lost)
 
     def _signal_lost(self, why: str) -> None:
         if self._lost is not None and not self._lost.is_set():
@@ -637,7 +600,7 @@ class OpcUaSource:
                     log.warning("OPC UA: server queue overflow on %s: values were lost on the server; raise "
                                 "queue_size (now %d) or lower publishing_ms", item.spec.node_id, item.spec.queue_size)
                 status = status_name(code)
-                value = _plain(ev.value)
+                value = ev.value
                 r = Reading("opcua", item.spec.node_id, item.line, item.spec.station, item.spec.name, value,
                             item.unit, _epoch(dv.SourceTimestamp), _epoch(dv.ServerTimestamp), now, status,
                             None if status == "Good" else repr(value), None)
@@ -669,6 +632,41 @@ class OpcUaSource:
                 t = getattr(client, name, None)
                 if t is not None and not t.done():
                     t.cancel()
+
+
+async def build_client(s: OpcUaSettings, on_lost=None):
+    """A fresh asyncua Client for ``s``: timeouts, keep-alive probe, security policy and user authentication
+    set, not yet connected. ``on_lost``: coroutine function called with the exception when the keep-alive
+    probe fails."""
+    from asyncua import Client, ua
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+    c = Client(s.endpoint, timeout=s.timeout_s, watchdog_intervall=s.watchdog_s, auto_reconnect=False)
+    c.session_timeout = int(s.session_timeout_s * 1000)
+    c.name = c.description = "electrode-twin"
+    c.application_uri = s.security.application_uri
+    c.product_uri = "urn:electrode-twin"
+    if s.security.policy == "Basic256Sha256":
+        mode = getattr(ua.MessageSecurityMode, s.security.mode)
+        await c.set_security(SecurityPolicyBasic256Sha256, certificate=str(s.security.certificate),
+                             private_key=str(s.security.private_key),
+                             private_key_password=s.security.private_key_password.resolve(
+                                 "opcua.security.private_key_password"),
+                             server_certificate=str(s.security.server_certificate)
+                             if s.security.server_certificate else None, mode=mode)
+    a = s.auth
+    if a.method == "username":
+        c.set_user(a.username)
+        pw = a.password.resolve("opcua.auth.password")
+        if pw is not None:
+            c.set_password(pw)
+    elif a.method == "certificate":
+        await c.load_client_certificate(str(a.certificate))
+        await c.load_private_key(str(a.private_key), a.private_key_password.resolve(
+            "opcua.auth.private_key_password"))
+    if on_lost is not None:
+        c.connection_lost_callback = on_lost
+    return c
 
 
 def _monitored_item_request(item: _Item, handle: int):
@@ -732,10 +730,7 @@ class OpcUaAdvisor:
     async def _connect(self):
         from asyncua import ua
 
-        src = OpcUaSource.__new__(OpcUaSource)      # reuse the client factory (security, auth)
-        src.settings = self.settings
-        src._lost = None
-        c = await src._new_client()
+        c = await build_client(self.settings)
         await asyncio.wait_for(c.connect(), self.settings.timeout_s * 3)
         nid = ua.NodeId.from_string(self.settings.advisor.object_id)
         uri = getattr(nid, "NamespaceUri", None)

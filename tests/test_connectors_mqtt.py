@@ -16,10 +16,16 @@ import uuid
 
 import pytest
 
-from connectors.mqtt import (MqttPublisher, MqttSettings, MqttSource, PublishError, format_timestamp,
-                             parse_payload, parse_timestamp)
+from connectors.mqtt import (
+    MqttPublisher,
+    MqttSettings,
+    MqttSource,
+    PublishError,
+    format_timestamp,
+    parse_payload,
+    parse_timestamp,
+)
 from connectors.naming import TopicPattern
-from connectors.sinks import CollectingSink
 
 SHARED = ("127.0.0.1", 1883)
 

@@ -307,8 +307,11 @@ def test_server_killed_and_restarted_loses_nothing_after_reconnection():
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     """Self-signed application instance certificates for a server and a client (asyncua's generator)."""
-    from asyncua.crypto.cert_gen import dump_private_key_as_pem, generate_private_key, \
-        generate_self_signed_app_certificate
+    from asyncua.crypto.cert_gen import (
+        dump_private_key_as_pem,
+        generate_private_key,
+        generate_self_signed_app_certificate,
+    )
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from cryptography.x509.oid import ExtendedKeyUsageOID

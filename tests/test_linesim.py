@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from connectors.linesim import LineModel, LineSimulator, SimSettings, STATION_VALUES
+from connectors.linesim import STATION_VALUES, LineModel, LineSimulator, SimSettings
 
 T0 = 1_795_600_000.0
 LINE = {"id": "line1", "positions": {"coater": 0.0, "gauges": 0.05, "dryer": 0.3, "calender": 0.5},

@@ -62,9 +62,8 @@ def main(args) -> int:
 
     from pydantic import ValidationError
 
-    from twin.cli import UserInputError, emit_json
-
     from connectors.linesim import SIMULATED_BANNER, LineSimulator, SimSettings
+    from twin.cli import UserInputError, emit_json
 
     doc = _load(args.config) if args.config else {}
     sim_doc = dict(doc.get("simulator", {}))
