@@ -145,18 +145,24 @@ def test_simulated_line_on_opcua_and_embedded_mqtt_is_read_back_exactly_once_per
                             mqtt=ms.model_copy(update={"client_id": "sim"}))
         sim.start_thread(hold=True)
         osrc = OpcUaSource(sim.opcua_settings(publishing_ms=20), sink).start(timeout=20)
+        got = []
         try:
             assert osrc.subscribed.is_set()
             sim.release()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and sim.ticks < 60:   # 6 s of line: gauges reached at 3 s
                 time.sleep(0.05)
+            assert sim.pause(10)                                   # line stands, servers keep serving
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(got) < sum(sim.published.values()):
+                got += sink.drain()
+                time.sleep(0.05)
+            time.sleep(0.2)                                        # anything beyond would be a duplicate
         finally:
-            sim.stop_thread()
-            time.sleep(0.5)                                        # last OPC UA publish cycle
             osrc.stop_thread()
             msrc.stop()
-        got = sink.drain()
+            sim.stop_thread()
+        got += sink.drain()
         assert all(r.error is None and r.status == "Good" for r in got), [r for r in got if r.error][:3]
         seen = Counter((r.source, r.station, r.name) for r in got)
         assert sim.published and seen == sim.published
