@@ -525,6 +525,7 @@ class Predictor:
 
     def predict(self, snap: SegmentSnapshot) -> tuple[Prediction, list[Alert]]:
         t_start = time.perf_counter()
+        wall_start = time.time()
         cfg = self.config
         n = cfg.samples
         t_s = (snap.start_ts - snap.origin_ts) if (snap.start_ts and snap.origin_ts) else 0.0
@@ -635,6 +636,8 @@ class Predictor:
         if outside is not None:
             doc["cell_outside_design"] = outside
         doc["compute_ms"] = 1e3 * (time.perf_counter() - t_start)
+        if snap.pending_received:
+            doc["waited_ms"] = 1e3 * (wall_start - min(snap.pending_received))
         pred = Prediction(snap.line, snap.segment, snap.stage, now, n, snap.n_measurements, ess, method,
                           self.model, p_any, doc,
                           trigger_received_ts=min(snap.pending_received) if snap.pending_received else None)
