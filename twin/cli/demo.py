@@ -50,7 +50,6 @@ def _line_process(conn, line: dict, seed: int, steps: list, opcua_port: int = 0)
     """The line side of the demo in a process of its own (so its OPC UA server and broker do not compete with
     the twin for the GIL): the embedded MQTT broker and the SIMULATED line. Talks to the parent over ``conn``."""
     import logging
-    import time
 
     logging.basicConfig(level=logging.ERROR)
     # the OPC UA server's shutdown leaves asyncio tasks behind that asyncio reports; nothing is lost by it
@@ -75,15 +74,7 @@ def _line_process(conn, line: dict, seed: int, steps: list, opcua_port: int = 0)
             elif msg == "stop":
                 break
         # stop ticking but keep the OPC UA server and the broker up until the twin has taken everything
-        pause = getattr(sim, "pause", None)
-        if pause is not None:
-            pause()
-        else:  # a simulator without pause(): make its ticks no-ops (run() keeps the server alive)
-            async def _no_tick(now=None):
-                return []
-
-            sim.tick = _no_tick
-        time.sleep(2 * sim.settings.period_s)   # a tick under way finishes
+        sim.pause(30.0)
         conn.send({"ticks": sim.ticks, "published": {f"{t}/{st}/{n}": c for (t, st, n), c in
                                                       sorted(sim.published.items())}})
         conn.recv()   # the twin has drained

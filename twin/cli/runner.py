@@ -59,10 +59,12 @@ class Runner:
                 doc = prediction_event(pred, alerts)
                 for q in doc.get("quantities", {}).values():
                     q.pop("hist", None)
-                pub.publish_prediction(pred.line, pred.segment, doc)
+                # timeout=0: a broker that is down makes publishing fail at once, never stalls the update loop
+                # (the prediction is in the store either way)
+                pub.publish_prediction(pred.line, pred.segment, doc, timeout=0)
                 for a in alerts:
                     pub.publish_alert(pred.line, {"segment": a.segment, "kind": a.kind, "quantity": a.quantity,
-                                                  "value": a.value, "message": a.message, "ts": a.ts})
+                                                  "value": a.value, "message": a.message, "ts": a.ts}, timeout=0)
             except Exception as exc:  # a broker that is down must not stop the predictions
                 log.warning("publishing prediction of segment %s failed: %s", pred.segment, exc)
 
