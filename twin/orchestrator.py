@@ -22,7 +22,7 @@ from .ingest import Ingestor, replay_dead_letters
 from .readings import Reading
 from .runconfig import TwinSettings
 from .scenario import load_scenario
-from .store import Alert, Prediction, Store, open_store
+from .store import Alert, Prediction, SQLiteStore, Store, open_store
 from .update import Predictor, SegmentBook, UpdateLoop, load_cell_model
 
 __all__ = ["Twin"]
@@ -47,7 +47,8 @@ class Twin:
         cell_model = load_cell_model(s.model.cell) if cell == "config" else cell
         self.predictor = Predictor(self.scenario, s.update_config(), cell=cell_model)
         self.book = SegmentBook(self.ingestor.trackers, hold=self.predictor.held_inputs(), hold_s=s.model.hold_s)
-        self.updates = UpdateLoop(self.book, self.predictor, store)
+        shared = s.store.shared if s.store.shared is not None else not isinstance(store, SQLiteStore)
+        self.updates = UpdateLoop(self.book, self.predictor, store, shared=shared)
         self.started_ts: float | None = None
         self.resumed: dict = {}
         self._running = False

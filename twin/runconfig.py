@@ -4,7 +4,8 @@ Sections owned by the core (validated here, every one optional)::
 
     [line]          id, segment_length_m, feed_dead_time_s, [line.positions] station -> metres downstream of
                     the slot die ("station/name" for one quantity), batch_stations
-    [store]         url (sqlite:///file or postgresql://...), password_env / password_file, sqlite_synchronous
+    [store]         url (sqlite:///file or postgresql://...), password_env / password_file, sqlite_synchronous,
+                    shared (several workers: predictions read the segment's values from the store)
     [model]         scenario, samples, seed, cell ("auto" | "off" | "required"), min_ess, alert_p_out, hold_s
     [uncertainty]   sensor standard uncertainty of one reading per quantity: { std = .. } or { rel_std = .. };
                     "default" for the rest
@@ -85,6 +86,7 @@ class StoreSection(_Strict):
     password_env: str | None = None
     password_file: Path | None = None
     sqlite_synchronous: Literal["FULL", "NORMAL", "OFF", "EXTRA"] = "FULL"
+    shared: bool | None = None     # several workers write this store: predict from it (default: PostgreSQL)
 
     def resolved_url(self) -> str:
         """The URL with the password from the environment or file put in (PostgreSQL)."""

@@ -503,7 +503,8 @@ class PostgresStore(Store):
 
     def _query(self, sql, params=()):
         with self._rlock:
-            return [dict(r) for r in self._r.execute(sql.replace("?", "%s"), tuple(params)).fetchall()]
+            sql = sql.replace("%", "%%").replace("?", "%s")   # a literal % (LIKE 'a/%') is not a placeholder
+            return [dict(r) for r in self._r.execute(sql, tuple(params)).fetchall()]
 
     def write_ingest(self, measurements, dead_letters=(), segments=(), state=None):
         res = IngestResult()

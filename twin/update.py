@@ -423,6 +423,38 @@ class SegmentBook:
                                self._origin.get(line), self._seg_n.get(key, 0),
                                self._pending.pop(key, []), STAGES[stage_idx])
 
+    def refresh_from_store(self, snap: SegmentSnapshot, store: Store) -> SegmentSnapshot:
+        """Replace a snapshot's measured values by what the (shared) store holds for the segment and its batch.
+
+        With several twin workers on one PostgreSQL store, each worker receives only its share of a line's
+        messages; the prediction must rest on all of them. Called outside the book's lock (it queries)."""
+        line, k = snap.line, snap.segment
+        accs: dict[str, _Acc] = {}
+        rows = store._query("SELECT name, value, ts FROM measurements WHERE line = ? AND segment = ? AND "
+                            "value IS NOT NULL ORDER BY ts_us", (line, k))
+        for r in rows:
+            accs.setdefault(r["name"], _Acc()).add(r["value"], r["ts"])
+        tr = self.trackers.get(line)
+        measured: dict[str, tuple[float, float, int]] = {}
+        iv = tr.segment_batch_interval(k) if tr is not None else None
+        if iv is not None:
+            stations = tuple(tr.layout.batch_stations) or ("mixer",)
+            end = iv[2] if math.isfinite(iv[2]) else 1e18
+            batch_accs: dict[str, _Acc] = {}
+            for r in store._query(
+                    "SELECT name, value, ts FROM measurements WHERE line = ? AND segment IS NULL AND value IS NOT "
+                    f"NULL AND station IN ({', '.join('?' for _ in stations)}) AND ts_us >= ? AND ts_us < ? "
+                    "ORDER BY ts_us", (line, *stations, int(round(iv[1] * 1e6)), int(round(end * 1e6)))):
+                batch_accs.setdefault(r["name"], _Acc()).add(r["value"], r["ts"])
+            measured.update({n: a.snapshot() for n, a in batch_accs.items()})
+        measured.update({n: a.snapshot() for n, a in accs.items()})
+        with self._lock:
+            if self._held:
+                measured.update(self._held_values(line, k, tr, measured))
+        snap.measured = measured
+        snap.n_measurements = len(rows)
+        return snap
+
     def take_dirty(self, max_n: int | None = None, claim: bool = False) -> list[SegmentSnapshot]:
         """Snapshots of the dirty segments (oldest first), clearing them. With ``claim`` the segments are
         reserved for the caller until :meth:`release` (another worker skips them meanwhile)."""
@@ -703,9 +735,10 @@ class UpdateLoop:
 
     def __init__(self, book: SegmentBook, predictor: Predictor, store: Store,
                  listeners: Iterable[Callable[[Prediction, list[Alert]], None]] = (), max_per_cycle: int = 1,
-                 workers: int | None = None):
+                 workers: int | None = None, shared: bool = False):
         import os
 
+        self.shared = shared   # several twin workers share the store: predict from what it holds
         self.book = book
         ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.workers = workers or min(2, ncpu)
@@ -797,6 +830,8 @@ class UpdateLoop:
             done = 0
             for snap in snaps:
                 try:
+                    if self.shared:
+                        self.book.refresh_from_store(snap, self.store)
                     p, al = self._predict(snap)
                     alerts = self._new_alerts(al)
                     self.store.write_predictions([p] if p is not None else [], alerts)
