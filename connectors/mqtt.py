@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
 import ssl
 import threading
 import time
@@ -794,10 +793,3 @@ def _level(x: str) -> str:
     if not x or any(c in x for c in "/+#"):
         raise ValueError(f"{x!r} cannot be a topic level (empty, or holds / + #)")
     return x
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago (bind to port 0 and close)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]

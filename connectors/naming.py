@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from models.quantities import QUANTITIES
 
 __all__ = ["STATIONS", "OPCUA_OBJECTS", "SIGNALS", "DEFAULT_TOPIC_PATTERN", "TopicPattern", "TopicError",
-           "is_known_name", "station_of_object"]
+           "is_known_name"]
 
 #: Stations of an electrode line, in line order (lower-case: MQTT topics, readings, store).
 STATIONS = ("mixer", "coater", "dryer", "calender", "gauges")
@@ -41,11 +41,6 @@ _PLACEHOLDER = re.compile(r"^\{(\w+)\}$")
 def is_known_name(name: str) -> bool:
     """True for a canonical quantity or a line signal."""
     return name in QUANTITIES or name in SIGNALS
-
-
-def station_of_object(browse_name: str) -> str:
-    """``"Coater"`` -> ``"coater"`` (any other object name is lower-cased as well)."""
-    return browse_name.lower()
 
 
 class TopicError(ValueError):

@@ -518,3 +518,24 @@ def test_tls_with_password_from_a_file_connects_and_a_wrong_password_is_refused(
         finally:
             wrong.stop()
             plain.stop()
+
+
+def test_asyncio_sink_hands_readings_from_a_foreign_thread_to_the_loop_and_refuses_a_bounded_queue():
+    import asyncio
+
+    from connectors.sinks import AsyncioQueueSink
+
+    async def main():
+        q: asyncio.Queue = asyncio.Queue()
+        sink = AsyncioQueueSink(asyncio.get_running_loop(), q)
+        src = MqttSource(MqttSettings(), sink)
+        t = threading.Thread(target=lambda: [sink(src.reading_from_message(
+            "electrode/line1/gauges/m_wet", b'{"value": %d, "ts": 1}' % i, 1.0)) for i in range(100)])
+        t.start()
+        got = [(await asyncio.wait_for(q.get(), 10)).value for _ in range(100)]
+        t.join()
+        assert got == list(range(100))
+        with pytest.raises(ValueError, match="unbounded asyncio.Queue, got maxsize = 10"):
+            AsyncioQueueSink(asyncio.get_running_loop(), asyncio.Queue(10))
+
+    asyncio.run(main())
