@@ -331,15 +331,16 @@ def certs(tmp_path_factory):
     return out
 
 
-def test_basic256sha256_sign_and_encrypt_with_username_from_config(certs, monkeypatch):
+@pytest.mark.parametrize("mode", ["SignAndEncrypt", "Sign"])
+def test_basic256sha256_with_username_from_config(certs, monkeypatch, mode):
     async def main():
         from asyncua import ua
 
         port = _free_port()
-        srv, nodes = await _server(port, 1, security=[ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt],
-                                   users={"twin": "s3cret"}, certs=certs)
+        policy = getattr(ua.SecurityPolicyType, f"Basic256Sha256_{mode}")
+        srv, nodes = await _server(port, 1, security=[policy], users={"twin": "s3cret"}, certs=certs)
         monkeypatch.setenv("TWIN_TEST_OPCUA_PW", "s3cret")
-        security = {"policy": "Basic256Sha256", "mode": "SignAndEncrypt", "certificate": certs["client_cert"],
+        security = {"policy": "Basic256Sha256", "mode": mode, "certificate": certs["client_cert"],
                     "private_key": certs["client_key"], "server_certificate": certs["server_cert"]}
         async with srv:
             sink = CollectingSink()
@@ -349,6 +350,7 @@ def test_basic256sha256_sign_and_encrypt_with_username_from_config(certs, monkey
             task = asyncio.create_task(good.run())
             await _until(good.subscribed.is_set, 30, "secured subscription")
             assert good.client.security_policy.URI.endswith("#Basic256Sha256")
+            assert good.client.security_policy.Mode == getattr(ua.MessageSecurityMode, mode)
             await _write(srv, nodes[0], 3.5)
             got = []
             await _until(lambda: (got.extend(sink.drain()) or True) and any(r.value == 3.5 for r in got), 10,
