@@ -292,13 +292,14 @@ class Ingestor:
     policy : validation policy
     on_stored : called from the writer thread with the list of newly stored measurements of each batch
     batch_max : largest batch written in one transaction
-    flush_s : how long the writer waits for more readings before writing a non-full batch
+    flush_s : how long the writer waits for more readings before writing a non-full batch (0: never; readings
+        that arrive while a batch is written form the next batch, so bursts batch by themselves)
     checkpoint_s : how often the tracker checkpoint is written
     """
 
     def __init__(self, store: Store, layout: LineLayout | None = None, policy: ValidationPolicy | None = None,
                  on_stored: Callable[[list[Measurement]], None] | None = None, batch_max: int = 5000,
-                 flush_s: float = 0.002, checkpoint_s: float = 2.0, history_s: float = 1800.0):
+                 flush_s: float = 0.0, checkpoint_s: float = 2.0, history_s: float = 1800.0):
         self.store = store
         self.layout = layout or LineLayout()
         self.policy = policy or ValidationPolicy()

@@ -27,6 +27,7 @@ from .update import Predictor, SegmentBook, UpdateLoop, load_cell_model
 
 __all__ = ["Twin"]
 
+
 log = logging.getLogger(__name__)
 
 
@@ -48,7 +49,8 @@ class Twin:
         self.predictor = Predictor(self.scenario, s.update_config(), cell=cell_model)
         self.book = SegmentBook(self.ingestor.trackers, hold=self.predictor.held_inputs(), hold_s=s.model.hold_s)
         shared = s.store.shared if s.store.shared is not None else not isinstance(store, SQLiteStore)
-        self.updates = UpdateLoop(self.book, self.predictor, store, shared=shared)
+        self.updates = UpdateLoop(self.book, self.predictor, store, shared=shared, workers=1)
+        self._cell_choice = s.model.cell if cell == "config" else None
         self.started_ts: float | None = None
         self.resumed: dict = {}
         self._running = False
@@ -71,6 +73,12 @@ class Twin:
         with self._lock:
             if self._running:
                 return self
+            procs = self.settings.model.processes
+            if procs > 0 and self._cell_choice is not None:
+                # the predictor is rebuilt in each process from the configuration (a cell object handed in by a
+                # test cannot be: that twin predicts in threads)
+                self.updates.use_processes(procs, {"scenario": self.settings.scenario_path(),
+                                                   "config": self.predictor.config, "cell": self._cell_choice})
             self.resumed = self.resume()
             self.store.write_ingest((), (), (), {"config": self.settings.core_dict()})
             self.warm_up()

@@ -6,7 +6,8 @@ Sections owned by the core (validated here, every one optional)::
                     the slot die ("station/name" for one quantity), batch_stations
     [store]         url (sqlite:///file or postgresql://...), password_env / password_file, sqlite_synchronous,
                     shared (several workers: predictions read the segment's values from the store)
-    [model]         scenario, samples, seed, cell ("auto" | "off" | "required"), min_ess, alert_p_out, hold_s
+    [model]         scenario, samples, seed, cell ("auto" | "off" | "required"), min_ess, alert_p_out, hold_s,
+                    cell_samples, processes
     [uncertainty]   sensor standard uncertainty of one reading per quantity: { std = .. } or { rel_std = .. };
                     "default" for the rest
     [spec]          tolerance per quantity: [low, high] in canonical units (inf / -inf for an open side)
@@ -118,7 +119,8 @@ class ModelSection(_Strict):
     alert_p_out: float = Field(0.05, gt=0, le=1)
     histogram_bins: int = Field(24, ge=4, le=200)
     hold_s: float = Field(60.0, ge=0)
-    cell_samples: int = Field(2000, ge=100, le=10_000_000)   # a process parameter's last reading holds this long for later segments
+    cell_samples: int = Field(2000, ge=100, le=10_000_000)
+    processes: int = Field(0, ge=0, le=64)   # prediction worker processes (0: one thread of the twin process)   # a process parameter's last reading holds this long for later segments
 
 
 class Uncertainty(_Strict):

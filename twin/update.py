@@ -137,17 +137,17 @@ def load_cell_model(policy: str = "auto"):
 # -- weighted statistics --------------------------------------------------------------------------------------
 
 _QS = (0.05, 0.5, 0.95)
-_FINE = 4096
+_FINE = 1024
 
 
 def weighted_summary(samples: Mapping[str, np.ndarray], names: Iterable[str], w: np.ndarray | None,
                      bins: int = 24) -> dict[str, dict]:
     """{name: {unit, mean, std, p05, p50, p95, hist: {edges, density}}} with sample weights ``w`` (sum 1).
 
-    Quantiles come from a weighted histogram of 4096 bins between each quantity's smallest and largest sample,
-    interpolated linearly inside the bin (error below 1/4096 of the sample range, far under the Monte Carlo
-    error of a quantile at 10^4 samples). All quantities are binned in one vectorised pass: O(n), no sort.
-    ``w=None``: equal weights (then ``std`` is the usual ddof=1 estimate).
+    Quantiles come from a weighted histogram of 1024 bins between each quantity's smallest and largest sample,
+    with the CDF linear inside a bin: the bin is ~1/1000 of an 8-sigma range, against a Monte Carlo standard
+    error of a 5 % quantile of ~0.02 sigma at 10^4 samples. Every quantity is binned in one vectorised pass:
+    O(n), no sort. ``w=None``: equal weights (then ``std`` is the usual ddof=1 estimate).
     """
     names = [n for n in names if n in samples]
     if not names:
@@ -158,35 +158,57 @@ def weighted_summary(samples: Mapping[str, np.ndarray], names: Iterable[str], w:
     a = np.empty((nq, n))
     for j, x in enumerate(arrays):
         a[j] = x
-    if w is None:
-        mean = a.mean(axis=1)
-        var = np.einsum("ij,ij->i", a, a) / n - mean * mean
-        var *= n / max(n - 1, 1)
-    else:
-        mean = a @ w
-        var = np.einsum("ij,ij,j->i", a, a, w) - mean * mean
-        var /= max(1e-300, 1.0 - float(w @ w))  # unbiased for weights
     lo, hi = a.min(axis=1), a.max(axis=1)
     span = hi - lo
-    scale = np.where(span > 0, _FINE / np.where(span > 0, span, 1.0), 0.0)
-    # bin index of every sample, offset per quantity so that one bincount fills every histogram
-    t = np.subtract(a, lo[:, None], dtype=np.float32)
-    t *= scale.astype(np.float32)[:, None]
-    np.minimum(t, _FINE - 1, out=t)
-    t += (np.arange(nq, dtype=np.float32) * _FINE)[:, None]
     if w is None:
-        idx = t.astype(np.intp).ravel()
-        hist = np.bincount(idx, minlength=nq * _FINE).reshape(nq, _FINE) * (1.0 / n)
+        mean = a.mean(axis=1)
     else:
-        idx = t.astype(np.intp)
+        mean = a @ w
+    # centred, single precision: the spread is what matters and float32 keeps 7 digits of it
+    c = np.subtract(a, mean[:, None], dtype=np.float32)
+    if w is None:
+        var = np.einsum("ij,ij->i", c, c, dtype=np.float64) / max(n - 1, 1)
+    else:
+        var = np.einsum("ij,ij,j->i", c, c, w.astype(np.float32), dtype=np.float64) / max(1e-300, 1.0 - float(w @ w))
+    scale = np.where(span > 0, _FINE / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
+    c += (mean - lo).astype(np.float32)[:, None]
+    c *= scale[:, None]
+    np.minimum(c, _FINE - 1, out=c)
+    if w is None:
+        c += (np.arange(nq, dtype=np.float32) * _FINE)[:, None]
+        hist = np.bincount(c.astype(np.intp).ravel(), minlength=nq * _FINE).reshape(nq, _FINE) * (1.0 / n)
+    else:
+        idx = c.astype(np.intp)
         hist = np.empty((nq, _FINE))
-        for j in range(nq):   # one weighted bincount per row: no (nq, n) copy of the weights
-            hist[j] = np.bincount(idx[j] - j * _FINE, weights=w, minlength=_FINE)
+        for j in range(nq):
+            hist[j] = np.bincount(idx[j], weights=w, minlength=_FINE)
     cum = np.zeros((nq, _FINE + 1))
     np.cumsum(hist, axis=1, out=cum[:, 1:])
-    grid = np.arange(_FINE + 1, dtype=float)
+    total = cum[:, -1:]
     targets = np.array(_QS + (0.005, 0.995))
+    # inverse CDF, vectorised over quantities and targets
+    tgt = targets[None, :] * total                        # (nq, 5)
+    k = np.empty((nq, len(targets)), dtype=np.intp)
+    for j in range(nq):
+        k[j] = np.searchsorted(cum[j], tgt[j], side="left")
+    k = np.clip(k, 1, _FINE)
+    c0 = np.take_along_axis(cum, k - 1, axis=1)
+    h = np.take_along_axis(hist, k - 1, axis=1)
+    frac = np.where(h > 0, (tgt - c0) / np.where(h > 0, h, 1.0), 0.0)
+    width = span / _FINE
+    qv = lo[:, None] + (k - 1 + np.clip(frac, 0, 1)) * width[:, None]
+    # display histograms between the 0.5 % and 99.5 % quantiles
+    e = np.linspace(0.0, 1.0, bins + 1)[None, :]
+    edges = qv[:, 3:4] + (qv[:, 4:5] - qv[:, 3:4]) * e     # (nq, bins+1)
+    pos = np.where(width[:, None] > 0, (edges - lo[:, None]) / np.where(width > 0, width, 1.0)[:, None], 0.0)
+    pos = np.clip(pos, 0.0, _FINE)
+    fl = np.minimum(np.floor(pos).astype(np.intp), _FINE - 1)
+    cdf = np.take_along_axis(cum, fl, axis=1) + (pos - fl) * np.take_along_axis(hist, fl, axis=1)
+    dw = (qv[:, 4] - qv[:, 3]) / bins
+    dens = np.diff(cdf, axis=1) / np.where(dw > 0, total[:, 0] * dw, 1.0)[:, None]
     out = {}
+    qv_l, mean_l, sd_l = qv.tolist(), mean.tolist(), np.sqrt(np.maximum(var, 0.0)).tolist()
+    edges_l, dens_l = edges.tolist(), dens.tolist()
     for j, name in enumerate(names):
         unit = QUANTITIES[name].unit if name in QUANTITIES else ""
         if span[j] <= 0:
@@ -194,20 +216,9 @@ def weighted_summary(samples: Mapping[str, np.ndarray], names: Iterable[str], w:
             out[name] = {"unit": unit, "mean": v, "std": 0.0, "p05": v, "p50": v, "p95": v,
                          "hist": {"edges": [v, v], "density": [1.0]}}
             continue
-        c = cum[j]
-        width = span[j] / _FINE
-        # quantile: the inverse of the piecewise-linear CDF through the bin edges
-        qv = lo[j] + np.interp(targets * c[-1], c, grid) * width
-        d_lo, d_hi = float(qv[3]), float(qv[4])
-        if d_hi > d_lo:
-            edges = np.linspace(d_lo, d_hi, bins + 1)
-            cdf = np.interp((edges - lo[j]) / width, grid, c)
-            dens = np.diff(cdf) / (c[-1] * (edges[1] - edges[0]))
-            hd = {"edges": edges.tolist(), "density": dens.tolist()}
-        else:
-            hd = {"edges": [d_lo, d_lo], "density": [1.0]}
-        out[name] = {"unit": unit, "mean": float(mean[j]), "std": float(math.sqrt(max(var[j], 0.0))),
-                     "p05": float(qv[0]), "p50": float(qv[1]), "p95": float(qv[2]), "hist": hd}
+        q = qv_l[j]
+        hd = {"edges": edges_l[j], "density": dens_l[j]} if q[4] > q[3] else {"edges": [q[3], q[3]], "density": [1.0]}
+        out[name] = {"unit": unit, "mean": mean_l[j], "std": sd_l[j], "p05": q[0], "p50": q[1], "p95": q[2], "hist": hd}
     return out
 
 
@@ -754,6 +765,7 @@ class UpdateLoop:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._busy = 0
+        self._pool = None
 
     @property
     def idle(self) -> bool:
@@ -773,6 +785,23 @@ class UpdateLoop:
         for t in self._threads:
             t.join(timeout)
         self._threads = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def use_processes(self, n: int, predictor_spec: dict) -> None:
+        """Compute predictions in ``n`` worker processes (true parallelism: threads of one process contend for
+        the GIL between numpy calls, which stretches a 10 ms prediction to 100 ms and more under load).
+        ``predictor_spec`` rebuilds the predictor in each process: ``{"scenario", "config", "cell"}``."""
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=_init_remote,
+                                         initargs=(predictor_spec,))
+        # start them now (imports, surrogate loading), not on the first measurement
+        for f in [self._pool.submit(_remote_ready) for _ in range(n)]:
+            f.result(timeout=300)
+        self.workers = n
 
     def drain(self, timeout: float = 30.0) -> bool:
         end = time.monotonic() + timeout
@@ -800,6 +829,8 @@ class UpdateLoop:
 
     def _predict(self, snap: SegmentSnapshot):
         try:
+            if self._pool is not None:
+                return self._pool.submit(_remote_predict, snap).result()
             return self.predictor.predict(snap)
         except Exception as exc:
             self.errors += 1
@@ -853,3 +884,26 @@ class UpdateLoop:
         finally:
             with self._lock:
                 self._busy -= 1
+
+
+# -- prediction in worker processes ---------------------------------------------------------------------------
+
+_REMOTE: Predictor | None = None
+
+
+def _init_remote(spec: dict) -> None:
+    global _REMOTE
+    from .scenario import load_scenario
+
+    cell = spec.get("cell", "off")
+    cell_model = load_cell_model(cell) if isinstance(cell, str) else cell
+    _REMOTE = Predictor(load_scenario(spec.get("scenario")), spec["config"], cell=cell_model)
+    _REMOTE.predict(SegmentSnapshot("warm-up", 0, {}, None, None, None, 0, [], "coating"))
+
+
+def _remote_ready() -> bool:
+    return _REMOTE is not None
+
+
+def _remote_predict(snap: SegmentSnapshot):
+    return _REMOTE.predict(snap)
