@@ -178,6 +178,11 @@ def _m_row(m: Measurement, now: float) -> tuple:
 
 
 def _json(obj) -> str:
+    try:  # the common case: nothing to clean
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError):
+        pass
+
     def clean(o):
         if isinstance(o, float) and not math.isfinite(o):
             return None

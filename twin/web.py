@@ -43,7 +43,10 @@ def _clean(o):
 
 
 def _dumps(o) -> str:
-    return json.dumps(_clean(o), separators=(",", ":"), allow_nan=False)
+    try:  # the common case: nothing to clean
+        return json.dumps(o, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError):
+        return json.dumps(_clean(o), separators=(",", ":"), allow_nan=False, default=str)
 
 
 def prediction_event(p: Prediction, alerts: list[Alert] = ()) -> dict:
