@@ -52,8 +52,10 @@ def _line_process(conn, line: dict, seed: int, steps: list, opcua_port: int = 0)
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    # the OPC UA server's shutdown leaves asyncio tasks behind that asyncio reports; nothing is lost by it
+    # the OPC UA server's shutdown leaves asyncio tasks behind that asyncio reports, and paho logs its own
+    # disconnection at shutdown as an error; nothing is lost by either
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    logging.getLogger("connectors.mqtt.paho").setLevel(logging.CRITICAL)
     from connectors.broker import EmbeddedBroker
     from connectors.linesim import LineSimulator, SimSettings
     from connectors.mqtt import MqttSettings
@@ -198,8 +200,10 @@ def main(args) -> int:
         if runner is not None and runner.twin.started_ts is not None:
             want = sum(result.get("published", {}).values())
             _settle(runner, want, 20)
-            logging.getLogger("connectors.opcua").setLevel(logging.ERROR)   # the server goes away now
+            # the line's servers go away now: their clients' complaints about it are expected
+            logging.getLogger("connectors.opcua").setLevel(logging.ERROR)
             logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+            logging.getLogger("connectors.mqtt.paho").setLevel(logging.CRITICAL)
             runner.stop()
         line.close()
     st = runner.summary()
