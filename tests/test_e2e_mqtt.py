@@ -178,3 +178,64 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path):
             run.stop()
             run.close()
         broker.stop()
+
+
+def test_twin_run_command_with_a_config_file(tmp_path):
+    """`twin run --config` as an operator starts it: TOML, [mqtt] with ack = "stored", a duration, --json."""
+    import subprocess
+    import sys
+
+    if not _broker_up(*SHARED):
+        pytest.skip("no Mosquitto on 127.0.0.1:1883")
+    line = f"run{uuid.uuid4().hex[:8]}"
+    cfg = tmp_path / "line.toml"
+    cfg.write_text(f"""
+[line]
+id = "{line}"
+segment_length_m = 0.5
+[line.positions]
+coater = 0.0
+dryer = 1.0
+[store]
+url = "{tmp_path / 'run.sqlite'}"
+[model]
+samples = 2000
+cell = "off"
+[web]
+port = 0
+[mqtt]
+host = "127.0.0.1"
+port = 1883
+client_id = "twin-{line}"
+lines = ["{line}"]
+ack = "stored"
+receive_maximum = 20000
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "run", "--config", str(cfg), "--duration", "12",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:          # wait for "twin running" (subscribed soon after)
+            if "twin running" in proc.stderr.readline():
+                break
+        time.sleep(2.0)
+        pub = MqttPublisher(MqttSettings(host=SHARED[0], port=SHARED[1], client_id=f"pub-{line}")).start()
+        assert pub.connected.wait(10)
+        t0 = time.time() - 10
+        for i in range(50):
+            pub.publish_value(line, "coater", "web_speed", 30.0, "m/min", t0 + 0.1 * i)
+            pub.publish_value(line, "coater", "flow_rate", 696.0 * 30, "cm3/h", t0 + 0.1 * i)  # 30x: as the speed
+            pub.publish_value(line, "dryer", "m_dry", 14.3, "mg/cm2", t0 + 3.0 + 0.1 * i)
+        pub.publish_value(line, "dryer", "m_dry", "n/a", "mg/cm2", t0 + 9.0)
+        assert pub.flush(10)
+        pub.stop()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    st = json.loads(out)
+    assert st["ingest"]["received"] == 151
+    assert st["ingest"]["stored"] == 150 and st["ingest"]["dead_lettered"] == 1
+    assert st["counts"]["measurements"] == 150 and st["counts"]["predictions"] >= 5
+    assert st["update_errors"] == 0

@@ -168,5 +168,8 @@ def print_summary(st: dict, stream) -> None:
     print(f"store {st['store']}: {c['measurements']} measurements, {c['segments']} segments, "
           f"{c['predictions']} predictions, {c['alerts']} alerts, {c['dead_letters_open']} open dead letters",
           file=stream)
+    def ms(x):
+        return "-" if x != x else f"{x:.1f} ms"
+
     print(f"predictions: {st['predictions']} this run ({st['model']}, {st['samples']} samples), latency from arrival "
-          f"to stored prediction p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms", file=stream)
+          f"to stored prediction p50 {ms(lat['p50'])}, p99 {ms(lat['p99'])}", file=stream)
