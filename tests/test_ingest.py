@@ -234,3 +234,38 @@ def test_validation_never_crashes_and_accepted_values_are_in_range(name, value, 
         q = QUANTITIES[m.name]
         assert math.isfinite(m.value) and q.low <= m.value <= q.high
         assert -POLICY.max_age_s <= dt <= POLICY.max_future_s
+
+
+def test_a_reading_the_store_refuses_is_isolated_and_dead_lettered(tmp_path):
+    """A poison reading must not stall ingestion: after repeated failures the batch is written one by one and
+    the reading the store refuses alone is dead-lettered with the store's reason."""
+    from twin.store import SQLiteStore
+
+    class Picky(SQLiteStore):
+        def write_ingest(self, measurements, dead_letters=(), segments=(), state=None):
+            if any(m.address == "plc/poison" for m in measurements):
+                raise RuntimeError("value too long for type character varying(8)")
+            return super().write_ingest(measurements, dead_letters, segments, state)
+
+    store = Picky(tmp_path / "p.sqlite")
+    ing = Ingestor(store)
+    ing.start()
+    t0 = time.time() - 5
+    acked = []
+    for i in range(20):
+        ing.submit(reading(ts=t0 + i * 0.01), ack=lambda i=i: acked.append(i))
+    ing.submit(reading(ts=t0 + 1, address="plc/poison"), ack=lambda: acked.append("poison"))
+    assert ing.drain(30)
+    ing.stop()
+    assert store.counts()["measurements"] == 20
+    (dl,) = store.dead_letters()
+    assert "the store refused it: value too long" in dl["reason"] and dl["address"] == "plc/poison"
+    assert len(acked) == 21
+    s = ing.stats
+    assert s.received == s.stored + s.duplicates + s.dead_lettered == 21
+    store.close()
+
+
+def test_line_and_station_must_be_names():
+    assert rejected(replace(reading(), line=None)).field == "line"
+    assert rejected(replace(reading(), station="")).field == "station"

@@ -74,6 +74,15 @@ def test_dead_letters_are_idempotent_and_keep_the_reading(store):
     assert store.counts()["dead_letters_open"] == 0
 
 
+def test_text_with_nul_characters_is_kept(store):
+    """A malformed message may carry NUL characters (PostgreSQL text cannot): the dead letter is kept."""
+    reading = {"source": "mqtt", "address": "electrode/line1/coater/flow_rate", "payload": "{\x00bad",
+               "line": "line1", "received_ts": 1.0}
+    r = store.write_ingest([], [DeadLetter("nul", reading, "malformed JSON \x00", "payload", "{\x00bad", None)])
+    assert r.dead_letters_new == 1
+    assert store.dead_letters()[0]["reading"]["payload"] == "{\x00bad"
+
+
 def test_segments_predictions_and_state(store):
     store.write_ingest([m(ts=1.0)], segments=[SegmentRow("line1", 3, 0.5, "B1", "coating", 1, 1.0)],
                        state={"tracker": {"x": [1, 2]}})

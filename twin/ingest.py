@@ -155,6 +155,11 @@ def apply_mapping(r: Reading, policy: ValidationPolicy) -> Reading:
 def validate(r: Reading, policy: ValidationPolicy) -> Measurement:
     """Check one reading and convert it to canonical units; :class:`Rejected` with the reason otherwise."""
     where = _where(r)
+    for fld in ("line", "station"):
+        v = getattr(r, fld)
+        if not isinstance(v, str) or not v.strip() or "\x00" in v:
+            raise Rejected(f"{fld} = {v!r} is not a line/station name (non-empty text) ({where})", fld, v,
+                           "non-empty text")
     if r.error is not None:
         raise Rejected(f"{r.error} ({where})", "payload", r.payload, "parseable by the connector")
     name = r.name
@@ -318,6 +323,7 @@ class Ingestor:
         self._seg_n: dict[tuple[str, int], int] = {}
         self._seg_names: dict[tuple[str, int], set] = {}
         self._last_checkpoint = 0.0
+        self._failures = 0
         self._lock = threading.Lock()     # one batch at a time (writer thread, replay)
         self._count_lock = threading.Lock()
         self.idle = threading.Event()
@@ -410,11 +416,46 @@ class Ingestor:
                 items.append(self._q.popleft())
             try:
                 self.process(items)
-            except Exception:  # never let the writer die: keep the batch and retry
+                self._failures = 0
+            except Exception as exc:  # never let the writer die
                 self.stats.write_errors += 1
+                self._failures += 1
+                if self._failures >= 3:
+                    # the store refuses this batch again and again: isolate the reading it refuses
+                    log.error("ingestion batch of %d readings failed %d times (%s); writing them one by one",
+                              len(items), self._failures, exc)
+                    left = self._one_by_one(items)
+                    if left:
+                        self._q.extendleft(reversed(left))
+                        time.sleep(0.5)
+                    continue
                 log.exception("ingestion batch of %d readings failed; retrying", len(items))
-                self._q.extendleft(reversed(items))
+                self._q.extendleft(reversed(items))   # nothing acknowledged: nothing lost
                 time.sleep(0.5)
+
+    def _one_by_one(self, items) -> list:
+        """Write readings singly; one the store refuses alone is dead-lettered with the store's reason. Returns
+        what could not be written at all (the store is down): it is retried."""
+        left = []
+        for i, it in enumerate(items):
+            try:
+                self.process([it])
+                continue
+            except Exception as exc:
+                reason = f"the store refused it: {exc}"
+            r, ack = (it, None) if isinstance(it, Reading) else it
+            try:
+                with self._lock:
+                    res = self.store.write_ingest((), [_dead_letter(r, Rejected(reason, "reading"))], (), None)
+                self.stats.dead_lettered += 1
+                self.stats.dead_letters_repeated += res.dead_letters_repeated
+                if ack is not None:
+                    ack()
+            except Exception:
+                left.extend(items[i:])
+                return left
+        self._failures = 0
+        return left
 
     # -- the work ---------------------------------------------------------------------------------------------
     def process(self, items: Iterable[tuple[Reading, Callable | None] | Reading]) -> dict:

@@ -481,6 +481,11 @@ class SQLiteStore(Store):
                 pass
 
 
+def _pg_text(row: tuple) -> tuple:
+    """PostgreSQL text cannot hold NUL characters: a reading that carries one keeps it as U+FFFD."""
+    return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) and "\x00" in v else v for v in row)
+
+
 class PostgresStore(Store):
     """PostgreSQL through psycopg 3: the shared store for several twin workers.
 
@@ -521,7 +526,7 @@ class PostgresStore(Store):
                             "ON COMMIT DELETE ROWS")
                 with cur.copy(f"COPY m_in ({', '.join(_M_COLS)}, id) FROM STDIN") as cp:
                     for i, m in enumerate(measurements):
-                        cp.write_row(_m_row(m, now) + (i,))
+                        cp.write_row(_pg_text(_m_row(m, now)) + (i,))
                 cur.execute(f"INSERT INTO measurements ({', '.join(_M_COLS)}) "
                             f"SELECT {', '.join(_M_COLS)} FROM m_in ORDER BY id "
                             "ON CONFLICT DO NOTHING RETURNING line, station, name, ts_us")
@@ -534,7 +539,7 @@ class PostgresStore(Store):
                     else:
                         res.duplicates.append(m)
             for d in dead_letters:
-                cur.execute(_DL_INSERT.replace("?", "%s"), _dl_row(d))
+                cur.execute(_DL_INSERT.replace("?", "%s"), _pg_text(_dl_row(d)))
                 if cur.rowcount == 1:
                     res.dead_letters_new += 1
                 else:
