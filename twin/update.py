@@ -10,8 +10,8 @@ arrived since the last update, a dirty segment is recomputed once):
    and ``s`` the standard deviation of the readings within the segment (its subcell variation). Unmeasured
    inputs keep their nominal distribution. Mixer values come from the segment's slurry batch.
 2. **Chain.** The process chain turns every sample into structural parameters (m_wet ... rho_cal, phi_*),
-   then the cell surrogate (when installed) into capacity and energy_density. The surrogate costs ~5 µs per
-   sample against the chain's ~0.1 µs, so it runs on ``cell_samples`` (default 2000) of the samples, drawn by
+   then the cell surrogate (when installed) into capacity and energy_density. The surrogate costs ~0.6 µs per
+   sample against the chain's ~0.07 µs, so it runs on ``cell_samples`` (default 2000) of the samples, drawn by
    weight (systematic resampling) after the conditioning of step 3.
 3. **Conditioning on gauges.** A measured *structural* value y (m_wet, h_wet, m_dry, h_dry, h_cal, rho_slurry
    ...) is not an input: the chain computes it. Its readings condition the samples by importance re-weighting
