@@ -522,7 +522,11 @@ class Ingestor:
         # segment rows are written in the same transaction, counted as if every measurement is new; the store
         # may still find a duplicate (redelivered after a restart), which is corrected right after
         touched = self._touch(measurements, +1)
-        res = self.store.write_ingest(measurements, dead, list(touched.values()), state)
+        try:
+            res = self.store.write_ingest(measurements, dead, list(touched.values()), state)
+        except BaseException:
+            self._touch(measurements, -1)   # nothing was written: the batch is retried with the counts as before
+            raise
         if res.duplicates:
             fixed = self._touch(res.duplicates, -1)
             self.store.write_ingest((), (), list(fixed.values()), None)
