@@ -269,3 +269,19 @@ def test_a_reading_the_store_refuses_is_isolated_and_dead_lettered(tmp_path):
 def test_line_and_station_must_be_names():
     assert rejected(replace(reading(), line=None)).field == "line"
     assert rejected(replace(reading(), station="")).field == "station"
+
+
+def test_a_conflict_with_a_value_stored_before_a_restart_is_dead_lettered(tmp_path):
+    store = open_store(tmp_path / "c.sqlite")
+    ts = time.time() - 1
+    Ingestor(store).process([reading(value=696.0, ts=ts)])
+    fresh = Ingestor(store)                      # no memory of the first value
+    fresh.process([reading(value=700.0, ts=ts), reading(value=696.0, ts=ts + 1)])
+    s = fresh.stats
+    assert (s.stored, s.duplicates, s.dead_lettered, s.conflicts) == (1, 0, 1, 1)
+    (dl,) = store.dead_letters()
+    assert "= 700 conflicts with the stored value 696" in dl["reason"]
+    again = Ingestor(store)
+    again.process([reading(value=696.0, ts=ts)])  # the same value again: a plain duplicate
+    assert (again.stats.duplicates, again.stats.dead_lettered) == (1, 0)
+    store.close()

@@ -469,6 +469,7 @@ class Ingestor:
         acks = []
         n_dup = n_conf = 0
         batch_keys: dict = {}
+        origin: dict[int, Reading] = {}
         for it in items:
             r, ack = (it, None) if isinstance(it, Reading) else it
             if ack is not None:
@@ -497,6 +498,7 @@ class Ingestor:
                 continue
             batch_keys[key] = val
             measurements.append(m)
+            origin[id(m)] = r
         # tracking signals first, then attribution (readings of one batch may come in any order)
         for m in measurements:
             if m.name == "web_speed" or m.name == BATCH_SIGNAL:
@@ -527,9 +529,25 @@ class Ingestor:
         except BaseException:
             self._touch(measurements, -1)   # nothing was written: the batch is retried with the counts as before
             raise
+        late_conflicts: list[DeadLetter] = []
         if res.duplicates:
+            # the store already held these keys (from before a restart, or another worker): the same value is a
+            # duplicate; another value is a conflict and is dead-lettered, never dropped silently
             fixed = self._touch(res.duplicates, -1)
-            self.store.write_ingest((), (), list(fixed.values()), None)
+            for m in res.duplicates:
+                rows = self.store._query("SELECT value, text_value FROM measurements WHERE line = ? AND station = ? "
+                                         "AND name = ? AND ts_us = ?", m.key)
+                val = m.text_value if m.name == BATCH_SIGNAL else m.value
+                prev = (rows[0]["text_value"] if m.name == BATCH_SIGNAL else rows[0]["value"]) if rows else val
+                if _same(prev, val):
+                    self._recent.put(m.key, prev)
+                    continue
+                r = origin[id(m)]
+                late_conflicts.append(_dead_letter(r, Rejected(
+                    f"{m.name} at ts {m.ts:.6f} = {_num(val)} conflicts with the stored value {_num(prev)} for the "
+                    f"same measurement ({_where(r)})", "value", val, f"{_num(prev)} (stored)")))
+            res2 = self.store.write_ingest((), late_conflicts, list(fixed.values()), None)
+            res.dead_letters_repeated += res2.dead_letters_repeated
         for m in res.inserted:
             self._recent.put(m.key, m.value if m.name != BATCH_SIGNAL else m.text_value)
         for ack in acks:
@@ -539,10 +557,10 @@ class Ingestor:
                 log.debug("ack failed", exc_info=True)
         st = self.stats
         st.stored += len(res.inserted)
-        st.duplicates += n_dup + len(res.duplicates)
-        st.dead_lettered += len(dead)
+        st.duplicates += n_dup + len(res.duplicates) - len(late_conflicts)
+        st.dead_lettered += len(dead) + len(late_conflicts)
         st.dead_letters_repeated += res.dead_letters_repeated
-        st.conflicts += n_conf
+        st.conflicts += n_conf + len(late_conflicts)
         st.unattributed += sum(1 for m in res.inserted if m.segment is None and m.batch is None)
         st.batches += 1
         if res.inserted and self.on_stored is not None:
@@ -550,7 +568,8 @@ class Ingestor:
                 self.on_stored(res.inserted)
             except Exception:
                 log.exception("update hand-off failed")
-        return {"stored": len(res.inserted), "duplicates": n_dup + len(res.duplicates), "dead_lettered": len(dead),
+        return {"stored": len(res.inserted), "duplicates": n_dup + len(res.duplicates) - len(late_conflicts),
+                "dead_lettered": len(dead) + len(late_conflicts),
                 "unattributed": unattributed}
 
     def _touch(self, measurements, sign: int) -> dict[tuple[str, int], SegmentRow]:
