@@ -35,12 +35,12 @@ def _worker(url, line, group, i):
         "line": {"id": line, "segment_length_m": 0.5, "positions": {"coater": 0.0, "dryer": 1.0}},
         "store": {"url": url}, "model": {"samples": 1000, "cell": "off"}, "web": {"enabled": False}})
     r = Runner(settings, web=False, cell=None)
-    # the line's traffic, split between the workers
+    # the line's traffic, split between the workers; the runner adds an unshared subscription to the tracking
+    # signals (each worker tracks the whole web; the store keeps them once)
     r.add_mqtt(MqttSettings(host=BROKER[0], port=BROKER[1], client_id=f"w{i}-{line}", lines=[line],
                             shared_group=group, ack="stored", receive_maximum=20_000))
-    # the tracking signals, to every worker (each tracks the whole web; the store keeps them once)
-    r.add_mqtt(MqttSettings(host=BROKER[0], port=BROKER[1], client_id=f"w{i}-track-{line}", ack="stored",
-                            topics=[f"electrode/{line}/coater/web_speed", f"electrode/{line}/mixer/batch_id"]))
+    assert len(r.mqtt_sources) == 2
+    assert r.mqtt_sources[1].filters == [f"electrode/{line}/coater/web_speed", f"electrode/{line}/mixer/batch_id"]
     return r
 
 

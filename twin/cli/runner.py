@@ -15,6 +15,19 @@ import time
 log = logging.getLogger(__name__)
 
 
+def tracking_topics(mqtt_settings) -> list[str]:
+    """MQTT filters of the tracking signals (web speed, slurry batch) of the configured lines."""
+    lines = list(mqtt_settings.lines) or ["+"]
+    if "{line}" not in mqtt_settings.topic_pattern:
+        lines = [None]
+    out = []
+    for line in lines:
+        for station, name in (("coater", "web_speed"), ("mixer", "batch_id")):
+            t = mqtt_settings.topic_pattern.replace("{station}", station).replace("{name}", name)
+            out.append(t.replace("{line}", line) if line is not None else t)
+    return out
+
+
 class Runner:
     """The twin with its page and connectors; ``start()``, ``wait(duration)``, ``stop()``."""
 
@@ -44,6 +57,14 @@ class Runner:
         from connectors.mqtt import MqttSource
 
         self.mqtt_sources.append(MqttSource(mqtt_settings, self.twin.submit))
+        if mqtt_settings.shared_group:
+            # a shared subscription gives this worker only its share of the line; tracking the web needs every
+            # speed reading and batch signal, so those come on an unshared subscription too (the store keeps
+            # them once)
+            track = mqtt_settings.model_copy(update={
+                "shared_group": None, "client_id": f"{mqtt_settings.client_id}-tracking"[:128],
+                "topics": tracking_topics(mqtt_settings)})
+            self.mqtt_sources.append(MqttSource(track, self.twin.submit))
 
     def add_publisher(self, mqtt_settings) -> None:
         """Publish every prediction and alert on ``electrode/{line}/twin/...``."""
