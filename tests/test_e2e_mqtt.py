@@ -211,14 +211,15 @@ lines = ["{line}"]
 ack = "stored"
 receive_maximum = 20000
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "run", "--config", str(cfg), "--duration", "12",
+    proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "run", "--config", str(cfg), "--duration", "14",
                              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:          # wait for "twin running" (subscribed soon after)
-            if "twin running" in proc.stderr.readline():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:          # "twin running" is printed once the subscription stands
+            line_out = proc.stderr.readline()
+            assert "not subscribed" not in line_out, line_out
+            if "twin running" in line_out:
                 break
-        time.sleep(2.0)
         pub = MqttPublisher(MqttSettings(host=SHARED[0], port=SHARED[1], client_id=f"pub-{line}")).start()
         assert pub.connected.wait(10)
         t0 = time.time() - 10

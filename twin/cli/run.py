@@ -61,8 +61,16 @@ def main(args) -> int:
     except OSError as exc:
         raise UserInputError(str(exc)) from None
     out = sys.stderr if args.json else sys.stdout
-    if runner.web is not None:
-        print(f"twin running; live page on {runner.web.url} (Ctrl-C stops)", file=out, flush=True)
+    # tell the operator once the subscriptions stand (the connectors keep retrying if a server is not up yet)
+    for src in runner.mqtt_sources:
+        if not src.wait_subscribed(10):
+            print(f"MQTT {src.settings.host}:{src.settings.port} not subscribed yet; retrying in the background",
+                  file=out, flush=True)
+    if runner.opcua is not None and not runner.opcua.subscribed.wait(10):
+        print(f"OPC UA {runner.opcua.settings.endpoint} not subscribed yet; retrying in the background", file=out,
+              flush=True)
+    page = f"; live page on {runner.web.url}" if runner.web is not None else ""
+    print(f"twin running{page} (Ctrl-C stops)", file=out, flush=True)
     try:
         runner.wait(args.duration)
     except KeyboardInterrupt:
