@@ -49,6 +49,13 @@ def feed(twin, n=40):
     assert twin.drain(60)
 
 
+def feed_one(twin, k):
+    ts = time.time() - 30 + 0.1 * k
+    if k == 0:
+        twin.submit(reading("web_speed", 60.0, "m/min", ts=ts - 1))
+    twin.submit(reading("flow_rate", 696.0 * 60, "cm3/h", ts=ts))
+
+
 def test_page_and_plotly_are_served_locally(served):
     _, web = served
     status, ctype, body = get(web, "/")
@@ -90,6 +97,7 @@ def test_server_sent_events_carry_new_predictions(served):
     twin, web = served
     events: list[tuple[str, dict]] = []
     opened = threading.Event()
+    fed = threading.Event()
 
     def listen():
         with urllib.request.urlopen(web.url + "events", timeout=30) as r:
@@ -101,21 +109,29 @@ def test_server_sent_events_carry_new_predictions(served):
                     kind = line[7:]
                 elif line.startswith("data: ") and kind:
                     events.append((kind, json.loads(line[6:])))
-                    if sum(1 for k, _ in events if k == "prediction") >= 3:
+                    if fed.is_set() and kind == "status":
                         return
 
     th = threading.Thread(target=listen, daemon=True)
     th.start()
     assert opened.wait(10)
-    time.sleep(0.3)
-    feed(twin)
+    for k in range(60):             # predictions stream in without a pause for a few seconds
+        feed_one(twin, k)
+        time.sleep(0.05)
+    assert twin.drain(30)
+    fed.set()
     th.join(30)
     kinds = [k for k, _ in events]
     assert kinds[0] == "status"
     preds = [d for k, d in events if k == "prediction"]
     assert len(preds) >= 3
     assert all("quantities" in d and "segment" in d and d["line"] == "line1" for d in preds)
-    assert "hist" in preds[0]["quantities"]["m_dry"]
+    assert "hist" in preds[0]["quantities"]["h_wet"]
+    # the counters keep coming while predictions stream: a status event between two predictions
+    first_p = kinds.index("prediction")
+    last_p = len(kinds) - 1 - kinds[::-1].index("prediction")
+    assert "status" in kinds[first_p:last_p]
+    assert max(d["ingest"]["received"] for k, d in events if k == "status") > 0
 
 
 def test_port_in_use_is_reported(served):

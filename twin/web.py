@@ -189,17 +189,22 @@ def create_app(twin, hub: EventHub, status_interval_s: float = 1.0):
         q = hub.subscribe()
 
         async def stream():
+            loop = asyncio.get_running_loop()
             try:
                 yield "retry: 2000\n\n"
                 yield f"event: status\ndata: {_dumps(twin.status())}\n\n"
+                last_status = loop.time()
                 while True:
+                    left = max(0.0, last_status + status_interval_s - loop.time())
                     try:
-                        kind, data = await asyncio.wait_for(q.get(), status_interval_s)
+                        kind, data = await asyncio.wait_for(q.get(), left)
+                        yield f"event: {kind}\ndata: {data}\n\n"
                     except asyncio.TimeoutError:
                         if await request.is_disconnected():
                             break
-                        kind, data = "status", _dumps(twin.status())
-                    yield f"event: {kind}\ndata: {data}\n\n"
+                    if loop.time() - last_status >= status_interval_s:   # also while predictions stream in
+                        yield f"event: status\ndata: {_dumps(twin.status())}\n\n"
+                        last_status = loop.time()
             finally:
                 hub.unsubscribe(q)
 
