@@ -51,10 +51,12 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.quantities import QUANTITIES
 from models.uncertainty import Drift
+
+from twin.segments import LineLayout
 
 from .naming import OPCUA_OBJECTS, STATIONS
 from .threadloop import close_loop
@@ -95,21 +97,25 @@ _CALENDER_INPUTS = ("line_load",)
 
 # ---------------------------------------------------------------------------------------------- settings --
 
+_LAYOUT = LineLayout()
+
+
 class SimLine(BaseModel):
-    """The line's geometry, the same table as the twin's ``[line]`` (other keys of that table are ignored)."""
+    """The line's geometry, the same table as the twin's ``[line]`` (other keys of that table are ignored).
+
+    Defaults and checks are those of the twin's :class:`twin.segments.LineLayout`, so a simulator and a twin
+    started from the same file (or from none) agree on where the stations are and when a batch reaches the die.
+    """
 
     model_config = ConfigDict(extra="ignore")
     id: str = "line1"
-    positions: dict[str, float] = {"coater": 0.0, "gauges": 2.0, "dryer": 25.0, "calender": 35.0}
-    feed_dead_time_s: float = Field(20.0, ge=0)
+    positions: dict[str, float] = dict(_LAYOUT.positions)
+    feed_dead_time_s: float = _LAYOUT.feed_dead_time_s
 
-    @field_validator("positions")
-    @classmethod
-    def _pos(cls, v):
-        for k, p in v.items():
-            if not (math.isfinite(p) and p >= 0):
-                raise ValueError(f"position of {k} = {p} m must be >= 0 (metres downstream of the slot die)")
-        return v
+    @model_validator(mode="after")
+    def _geometry(self):
+        LineLayout(positions=self.positions, feed_dead_time_s=self.feed_dead_time_s)  # raises naming the entry
+        return self
 
     def position(self, station: str, name: str) -> float | None:
         p = self.positions.get(f"{station}/{name}")

@@ -63,23 +63,32 @@ def _check_name(name: str, where: str) -> str:
     return name
 
 
+_LAYOUT = LineLayout()
+
+
 class LineSection(_Strict):
+    """``[line]``: defaults and geometry checks are :class:`twin.segments.LineLayout`'s (the simulator's
+    ``SimLine`` reads the same table with the same rules)."""
+
     id: str = "line1"
-    segment_length_m: float = Field(1.0, gt=0)
-    feed_dead_time_s: float = Field(0.0, ge=0)
-    positions: dict[str, float] = {"coater": 0.0, "gauges": 2.0, "dryer": 25.0, "calender": 35.0}
-    batch_stations: list[str] = ["mixer"]
+    segment_length_m: float = _LAYOUT.segment_length_m
+    feed_dead_time_s: float = _LAYOUT.feed_dead_time_s
+    positions: dict[str, float] = dict(_LAYOUT.positions)
+    batch_stations: list[str] = list(_LAYOUT.batch_stations)
     history_s: float = Field(1800.0, gt=0)
 
     @field_validator("positions")
     @classmethod
     def _pos(cls, v):
-        for k, p in v.items():
-            if not (math.isfinite(p) and p >= 0):
-                raise ValueError(f"position of {k} = {p} m must be >= 0 (metres downstream of the slot die)")
+        for k in v:
             if "/" in k:
                 _check_name(k.split("/", 1)[1], f"positions.{k}")
         return v
+
+    @model_validator(mode="after")
+    def _geometry(self):
+        LineLayout(self.segment_length_m, self.positions, tuple(self.batch_stations), self.feed_dead_time_s)
+        return self
 
 
 class StoreSection(_Strict):
