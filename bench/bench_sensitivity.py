@@ -42,7 +42,7 @@ def _median(f, repeat):
 
 def _per_sample_bootstrap(X, Y, inputs, outputs, degree, n_boot, seed=0):
     """ANCOVA with the classic bootstrap: each resample re-reads all n samples."""
-    from models.sensitivity import _ancova_from, _as_matrix, _augmented, _ci, _fit
+    from models.sensitivity import _ancova_from, _augmented, _ci, _fit
 
     pce, psi, Ys = _fit(X, Y, inputs, outputs, degree)
     A = _augmented(psi, Ys)

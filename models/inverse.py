@@ -120,7 +120,7 @@ def solve_setpoints(chain: ProcessChain, inputs: Mapping[str, float], targets: M
     if len(free) < len(names) or err.max() > rtol:
         misses = "; ".join(f"{t} = {a:.6g} instead of {g:.6g} ({e:+.2%})"
                            for t, a, g, e in zip(names, ach, tgt, (ach - tgt) / tscale) if abs(e) > rtol)
-        bound_note = (f"; on their bounds: " + ", ".join(f"{f} = {v:.6g} in [{a:.6g}, {b:.6g}]"
+        bound_note = ("; on their bounds: " + ", ".join(f"{f} = {v:.6g} in [{a:.6g}, {b:.6g}]"
                       for f, v, a, b in zip(free, x, lo, hi) if f in at_bound)) if at_bound else ""
         few = (f"; {len(free)} free setpoint(s) for {len(names)} target(s)" if len(free) < len(names) else "")
         raise TargetUnreachable(f"target not reachable with free setpoints {', '.join(free)}: {misses}"

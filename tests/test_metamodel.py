@@ -62,15 +62,25 @@ def test_select_screens_on_test_rmse_then_aicc():
 
 
 def test_kriging_numpy_evaluation_matches_scikit_learn():
-    from sklearn.gaussian_process import GaussianProcessRegressor  # noqa: F401 (fit uses it)
+    import warnings
+
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
     rng = np.random.default_rng(0)
     X = rng.uniform(0, 1, (30, 2))
     y = np.sin(3 * X[:, 0]) + X[:, 1] ** 2 + rng.normal(0, 0.01, 30)
     ds = DesignSpace.of(["m_wet", "x_solids"], X)
-    params, k = fit_family("kriging", X, y, ds)
+    params, k = fit_family("kriging", X, y, ds, seed=4)
     mm = MetaModel("kriging", ("m_wet", "x_solids"), "eps_dry", ds, params)
     Xt = rng.uniform(0.1, 0.9, (50, 2))
+    # the same regression done by scikit-learn itself (same kernel, bounds, restarts and random state)
+    kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.ones(2), (1e-2, 1e2)) + WhiteKernel(0.1, (1e-10, 1e1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=3,
+                                      random_state=int(np.random.default_rng(4).integers(2**31))).fit(ds.scale(X), y)
+    np.testing.assert_allclose(mm.predict(Xt), gp.predict(ds.scale(Xt)), rtol=1e-8, atol=1e-10)
     truth = np.sin(3 * Xt[:, 0]) + Xt[:, 1] ** 2
     assert np.sqrt(np.mean((mm.predict(Xt) - truth) ** 2)) < 0.03
     assert 2 < k < 30

@@ -283,7 +283,7 @@ def spec_from_dict(doc: dict, path: Path | None = None) -> Spec:
                               "standard deviation is minimized)")
     for name, v in o.targets.items():
         try:
-            QUANTITIES[name].check(v, f"[optimize] targets")
+            QUANTITIES[name].check(v, "[optimize] targets")
         except ValueError as exc:
             raise _fail(path, str(exc)) from None
     scenario = sp.scenario

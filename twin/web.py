@@ -115,7 +115,7 @@ def create_app(twin, hub: EventHub, status_interval_s: float = 1.0):
     """The Starlette application of ``twin`` (a :class:`twin.orchestrator.Twin`)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+    from starlette.responses import FileResponse, HTMLResponse, Response, StreamingResponse
     from starlette.routing import Route
 
     from .webpage import PAGE

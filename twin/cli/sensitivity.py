@@ -108,7 +108,7 @@ def _main(args) -> int:
             print("\nthe same without the chain's correlation (independent inputs, Sobol' S1):")
             for i in c["inputs"]:
                 print(f"{i:<10}" + "".join(f"{ind['indices'][o][i]['S1']:22.3f}" for o in c["outputs"]))
-            print(f"std: " + ", ".join(f"{o} {c['std'][o]:.4g} correlated vs {ind['std'][o]:.4g} independent"
+            print("std: " + ", ".join(f"{o} {c['std'][o]:.4g} correlated vs {ind['std'][o]:.4g} independent"
                                        for o in c["outputs"]))
         names = c["correlation"]["names"]
         print("\ncorrelation of the cell inputs (cf. paper eq. 17): " + ", ".join(names))
