@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .common import one_blas_thread
+
 ORDER = 40
 
 
@@ -38,15 +40,8 @@ def _fmt(v: float) -> str:
     return f"{v:7.3f}"
 
 
+@one_blas_thread
 def main(args) -> int:
-    from threadpoolctl import threadpool_limits
-
-    # many small matrix products: one BLAS thread is faster than two fighting over a shared 2-core machine
-    with threadpool_limits(1, user_api="blas"):
-        return _main(args)
-
-
-def _main(args) -> int:
     import sys
 
     from models.sensitivity import sankey_flows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .common import one_blas_thread
+
 ORDER = 42
 
 
@@ -25,15 +27,8 @@ def add_parser(sub):
     return p
 
 
+@one_blas_thread
 def main(args) -> int:
-    from threadpoolctl import threadpool_limits
-
-    # many small matrix products: one BLAS thread is faster than two fighting over a shared 2-core machine
-    with threadpool_limits(1, user_api="blas"):
-        return _main(args)
-
-
-def _main(args) -> int:
     from models.quantities import QUANTITIES
     from twin.analysis import AnalysisInputError, identify_tolerances
     from twin.cli import UserInputError, emit_json
